@@ -160,6 +160,7 @@ class IQLConfig:
     polyak: float = 0.005
     hidden: int = 256
     layers: int = 2
+    compile: bool = False        # torch.compile the forward + losses (+ backward); same math, faster
 
     def __post_init__(self) -> None:
         _check(self.steps > 0 and self.batch_size > 0, "iql.steps and iql.batch_size must be > 0")
@@ -170,9 +171,11 @@ class IQLConfig:
 class EvalConfig:
     every: int = 10_000          # gradient steps between evaluations
     episodes: int = 10           # deterministic episodes in the target domain
+    threads: Optional[int] = None    # env-stepping threads; None = the run's torch threads
 
     def __post_init__(self) -> None:
         _check(self.every > 0 and self.episodes > 0, "eval.every and eval.episodes must be > 0")
+        _check(self.threads is None or self.threads > 0, "eval.threads must be > 0")
 
 
 @dataclass(frozen=True)

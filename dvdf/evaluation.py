@@ -1,20 +1,28 @@
 """Batched policy evaluation in the target domain (D4RL normalized score).
 
-All episodes run at once in one vector env: one batched policy forward per time step instead
-of one per episode step. Episodes are seeded from (seed, episode index), so an evaluation is a
-pure function of the policy and the seed - a resumed run evaluates exactly as an uninterrupted one.
+Every episode of every member runs at once: one batched policy forward per time step for all
+of them, then one environment step per live episode. The environments are stepped directly (the
+raw MuJoCo env, no gymnasium wrappers or vector-env bookkeeping, which cost as much as the physics
+here), and with ``threads > 1`` in parallel slices: MuJoCo releases the GIL while it integrates,
+so the physics of different episodes overlaps.
+
+Episodes are seeded from (seed, episode index), so an evaluation is a pure function of the
+policy and the seed - a resumed run evaluates exactly as an uninterrupted one, and member k of a
+batched run evaluates exactly as a single run with seed k would.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from dvdf.envs import get_domain, make_vector_env, normalized_score
+from dvdf.envs import get_domain, make_env, normalized_score
 
 ActFn = Callable[[np.ndarray], np.ndarray]
+"""float32 observations ``(members * episodes, obs_dim)``, member-major -> actions ``(n, act_dim)``."""
 
 
 @dataclass(frozen=True)
@@ -35,32 +43,73 @@ class EvalResult:
 
 
 class Evaluator:
-    """Runs ``episodes`` deterministic episodes of a policy in ``domain``, all in parallel."""
+    """Runs ``episodes`` deterministic episodes per member of a policy in ``domain``, all in parallel.
 
-    def __init__(self, domain: str, episodes: int, d4rl_compat: bool = True):
+    Args:
+        members: how many policies are evaluated at once (a batched agent's members).
+        threads: slices of environments stepped concurrently (1 = in the calling thread).
+        env_kwargs: passed to :func:`dvdf.envs.make_env` (benchmarks turn termination off).
+    """
+
+    def __init__(self, domain: str, episodes: int, d4rl_compat: bool = True, members: int = 1,
+                 threads: int = 1, env_kwargs: Optional[dict[str, Any]] = None):
         self.domain = domain
         self.episodes = episodes
+        self.members = members
         self.max_steps = get_domain(domain).max_episode_steps
-        self._env = make_vector_env(domain, episodes, d4rl_compat=d4rl_compat)
+        # .unwrapped: the time limit is this loop's max_steps; the checker/order wrappers only cost.
+        self._envs = [make_env(domain, d4rl_compat, **(env_kwargs or {})).unwrapped
+                      for _ in range(episodes * members)]
+        count = max(1, min(int(threads), len(self._envs)))
+        self._slices = [slice(i, None, count) for i in range(count)]
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix="dvdf-eval") if count > 1 else None
 
     def __call__(self, act: ActFn, seed: int) -> EvalResult:
-        env = self._env
-        obs, _ = env.reset(seed=[seed * 1000 + i for i in range(self.episodes)])
-        returns = np.zeros(self.episodes, dtype=np.float64)
-        lengths = np.zeros(self.episodes, dtype=np.int64)
-        running = np.ones(self.episodes, dtype=bool)
-        # The vector env auto-resets a finished sub-env on its next step; `running` masks those
-        # steps out, so each slot contributes exactly its first episode.
+        """One member's evaluation (``members`` must be 1)."""
+        return self.evaluate(act, [seed])[0]
+
+    def evaluate(self, act: ActFn, seeds: Sequence[int]) -> list[EvalResult]:
+        """One result per member; member k's episodes are seeded ``seeds[k] * 1000 + i``."""
+        if len(seeds) != self.members:
+            raise ValueError(f"expected {self.members} seeds (one per member), got {len(seeds)}")
+        n = len(self._envs)
+        episode_seeds = [int(s) * 1000 + i for s in seeds for i in range(self.episodes)]
+        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self._envs, episode_seeds)])
+        returns = np.zeros(n, dtype=np.float64)
+        lengths = np.zeros(n, dtype=np.int64)
+        running = np.ones(n, dtype=bool)
         for _ in range(self.max_steps):
-            actions = act(obs.astype(np.float32, copy=False))
-            obs, reward, terminated, truncated, _ = env.step(actions)
-            returns += np.where(running, reward, 0.0)
-            lengths += running
-            running &= ~(terminated | truncated)
+            # Finished episodes keep their last observation; acting on them keeps one static shape.
+            actions = act(obs.astype(np.float32))
+            self._step_all(actions, obs, returns, lengths, running)
             if not running.any():
                 break
-        return EvalResult(returns=returns, lengths=lengths,
-                          normalized=np.asarray(normalized_score(self.domain, returns), dtype=np.float64))
+        results = []
+        for member in range(self.members):
+            part = slice(member * self.episodes, (member + 1) * self.episodes)
+            results.append(EvalResult(returns=returns[part].copy(), lengths=lengths[part].copy(),
+                                      normalized=np.asarray(normalized_score(self.domain, returns[part]),
+                                                            dtype=np.float64)))
+        return results
+
+    def _step_all(self, actions, obs, returns, lengths, running) -> None:
+        def step_slice(part: slice) -> None:
+            indices = np.arange(len(self._envs))[part]
+            for i in indices[running[part]]:
+                observation, reward, terminated, _, _ = self._envs[i].step(actions[i])
+                obs[i] = observation
+                returns[i] += reward
+                lengths[i] += 1
+                running[i] = not terminated      # each index is written by one thread only
+
+        if self._pool is None:
+            step_slice(self._slices[0])
+        else:
+            for future in [self._pool.submit(step_slice, part) for part in self._slices]:
+                future.result()
 
     def close(self) -> None:
-        self._env.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+        for env in self._envs:
+            env.close()

@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,16 +29,22 @@ from dvdf.errors import DvdfError
 from dvdf.stages import ExperimentData, StageOutputs, build_stages, load_experiment_data
 
 CHECKPOINT_FILE = "experiment_state.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2          # 2: one optimiser for all networks; per-member samplers
+SCORE = "normalized_score"
 
 
 @dataclass
 class EvalReport:
-    """What one evaluation produced. ``metrics`` always holds step and normalized_score."""
+    """What one evaluation produced. ``metrics`` always holds step and normalized_score.
+
+    A batched run (``seeds=[...]``) reports each seed's metrics in ``members`` and their combination
+    (:func:`combine_member_metrics`) in ``metrics``; a single run has ``members = {seed: metrics}``.
+    """
 
     step: int
     metrics: dict[str, float]
     done: bool
+    members: dict[int, dict[str, float]] = field(default_factory=dict)
     _state: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -48,6 +54,33 @@ class EvalReport:
         with atomic_path(directory / CHECKPOINT_FILE) as tmp:
             torch.save(self._state, tmp)
         return directory / CHECKPOINT_FILE
+
+
+def member_dir(seed: int) -> str:
+    """Where member ``seed`` of a batched run writes its files, under the run's out_dir."""
+    return f"seed_{seed}"
+
+
+def combine_member_metrics(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
+    """One result from several seeds' metrics.
+
+    normalized_score is the mean over seeds, normalized_score_std their standard deviation
+    (population, ddof = 0), normalized_score_seed<N> each seed's; every other numeric metric
+    present for all seeds is averaged, except those defined here (a run's own
+    normalized_score_std is over its evaluation episodes: it stays in that seed's metrics.jsonl).
+    """
+    seeds = list(per_seed)
+    scores = np.array([float(per_seed[s][SCORE]) for s in seeds], dtype=np.float64)
+    metrics: dict[str, float] = {"step": int(per_seed[seeds[0]]["step"]), SCORE: float(scores.mean()),
+                                 f"{SCORE}_std": float(scores.std())}
+    for seed, score in zip(seeds, scores):
+        metrics[f"{SCORE}_seed{seed}"] = float(score)
+    shared = set.intersection(*(set(m) for m in per_seed.values())) - set(metrics)
+    for key in sorted(shared):
+        values = [per_seed[s][key] for s in seeds]
+        if all(isinstance(v, (int, float, np.floating, np.integer)) for v in values):
+            metrics[key] = float(np.mean(values))
+    return metrics
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,81 +119,121 @@ def prepare_experiment(config: ExperimentConfig, progress: bool = False) -> None
 
 
 def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = None, *,
-                   out_dir: str | os.PathLike | None = None, progress: bool = False) -> Iterator[EvalReport]:
-    """Train and evaluate; yield one :class:`EvalReport` per evaluation (see module docstring)."""
+                   out_dir: str | os.PathLike | None = None, progress: bool = False,
+                   seeds: Optional[Sequence[int]] = None) -> Iterator[EvalReport]:
+    """Train and evaluate; yield one :class:`EvalReport` per evaluation (see module docstring).
+
+    ``seeds``: train these seeds as ONE batched model (``FilteredIQL(members=K)``) instead of the
+    single ``config.seed``. Member k is the run ``config.replace(seed=seeds[k])`` would be (its own
+    stages, initialisation, batches and evaluation episodes; equal up to float rounding) and writes
+    its files into ``out_dir/seed_<seed>/``.
+    """
     from dvdf.algos import FilteredIQL, retain_freed_memory
     from dvdf.data import TransitionBuffer
     from dvdf.envs import get_domain
     from dvdf.evaluation import Evaluator
 
     validate_experiment(config)
+    batched = seeds is not None
+    run_seeds = _check_seeds(seeds) if batched else [config.seed]
+    constraint = _constraint_weight(config)
+    if batched and constraint > 0:
+        raise DvdfError("filter.method otdf: its behaviour-VAE constraint is fitted per seed and cannot be "
+                        "batched; train seeds separately or set filter.otdf_constraint_weight: 0")
     retain_freed_memory()  # keep freed step buffers in the heap instead of page-faulting them back
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    _seed_everything(config.seed)
+    _seed_everything(run_seeds[0])
 
     data = load_experiment_data(config, progress=progress)
-    stages = build_stages(config, data, device, progress=progress)
+    stages = [build_stages(config.replace(seed=s), data, device, progress=progress) for s in run_seeds]
     target_spec = get_domain(config.data.target_domain)
     source_buffer, target_buffer = _make_buffers(data, stages, device, TransitionBuffer,
-                                                  config.filter.uses_source)
-    constraint = _constraint_weight(config)
+                                                  config.filter.uses_source, batched)
     agent = FilteredIQL(target_spec.obs_dim, target_spec.act_dim, config.iql, config.filter, device=device,
-                        seed=config.seed, behavior_vae=stages.behavior_vae, constraint_weight=constraint)
-    sampler = torch.Generator(device=device).manual_seed(config.seed)
-    start_step, best = 0, -math.inf
+                        seed=run_seeds if batched else config.seed, members=len(run_seeds) if batched else None,
+                        behavior_vae=stages[0].behavior_vae, constraint_weight=constraint)
+    samplers = [torch.Generator(device=device).manual_seed(s) for s in run_seeds]
+    start_step, best = 0, [-math.inf] * len(run_seeds)
     if resume is not None:
-        state = _load_state(resume, config)
+        state = _load_state(resume, config, run_seeds)
         agent.load_state_dict(state["agent"])
-        sampler.set_state(state["sampler"].to(sampler.get_state().device))
+        for sampler, sampler_state in zip(samplers, state["samplers"]):
+            sampler.set_state(sampler_state.to(sampler.get_state().device))
         torch.set_rng_state(state["torch_rng"])
-        start_step, best = state["step"], state["best_normalized_score"]
+        start_step, best = state["step"], list(state["best_normalized_score"])
 
-    writer = _RunWriter(out_dir, config, stages, resume_step=start_step if resume else None)
-    evaluator = Evaluator(config.data.target_domain, config.eval.episodes)
-    stats = _StatAccumulator(data.provenance_names or [], device)
+    resume_step = start_step if resume else None
+    writers = [_RunWriter(None if out_dir is None else Path(out_dir) / member_dir(s) if batched else out_dir,
+                          config.replace(seed=s), stage, resume_step) for s, stage in zip(run_seeds, stages)]
+    evaluator = Evaluator(config.data.target_domain, config.eval.episodes, members=len(run_seeds),
+                          threads=config.eval.threads or torch.get_num_threads())
+    stats = _StatAccumulator(data.provenance_names or [], device, len(run_seeds) if batched else None)
+    policy = _numpy_policy(agent, device, len(run_seeds) if batched else None)
     total, every, batch = config.iql.steps, config.eval.every, config.iql.batch_size
     bar = _progress_bar(progress, total, start_step, config.name)
     t_last, steps_since = time.perf_counter(), 0
+
+    def sample(buffer):
+        if buffer is None:
+            return None
+        return buffer.sample_members(batch, samplers) if batched else buffer.sample(batch, samplers[0])
+
     try:
         for step in range(start_step + 1, total + 1):
-            source_batch = source_buffer.sample(batch, sampler) if source_buffer is not None else None
-            target_batch = target_buffer.sample(batch, sampler)
+            source_batch = sample(source_buffer)       # each sampler: source rows, then target rows
+            target_batch = sample(target_buffer)
             info = agent.update(source_batch, target_batch)
             stats.add(info, source_batch)
             steps_since += 1
             if step % every and step != total:
                 continue
-            elapsed = time.perf_counter() - t_last
-            metrics = stats.pop()
-            metrics["train_steps_per_s"] = steps_since / max(elapsed, 1e-9)
-            result = evaluator(_numpy_policy(agent, device), seed=config.seed + step)
-            metrics.update(result.metrics)
-            metrics["step"] = float(step)
-            best = max(best, metrics["normalized_score"])
-            metrics["best_normalized_score"] = best
+            steps_per_s = steps_since / max(time.perf_counter() - t_last, 1e-9)
+            results = evaluator.evaluate(policy, [s + step for s in run_seeds])
+            per_seed = {}
+            for k, (seed, train_stats, result) in enumerate(zip(run_seeds, stats.pop(), results)):
+                metrics = {**train_stats, "train_steps_per_s": steps_per_s, **result.metrics, "step": float(step)}
+                best[k] = max(best[k], metrics[SCORE])
+                metrics["best_normalized_score"] = best[k]
+                per_seed[seed] = metrics
+            metrics = combine_member_metrics(per_seed) if batched else per_seed[config.seed]
             if bar is not None:
                 bar.update(steps_since)
-                bar.set_postfix(score=f"{metrics['normalized_score']:.1f}", best=f"{best:.1f}")
-            report = EvalReport(step=step, metrics=metrics, done=step == total,
-                                _state=_snapshot(agent, sampler, step, best, config))
-            writer.write(report)
+                bar.set_postfix(score=f"{metrics[SCORE]:.1f}", best=f"{max(best):.1f}")
+            report = EvalReport(step=step, metrics=metrics, done=step == total, members=per_seed,
+                                _state=_snapshot(agent, samplers, step, best, config, run_seeds))
+            for writer, seed in zip(writers, run_seeds):
+                writer.write(step, per_seed[seed])
             yield report
             t_last, steps_since = time.perf_counter(), 0
     finally:
         if bar is not None:
             bar.close()
-        writer.close()
+        for writer in writers:
+            writer.close()
         evaluator.close()
 
 
 # ------------------------------------------------------------------------------ internals
-def _numpy_policy(agent, device: torch.device):
-    """The agent's deterministic action, tanh(mu(s)), as a numpy -> numpy function for the env."""
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise DvdfError(f"seeds: need at least one seed and no repeats, got {seeds}")
+    return seeds
+
+
+def _numpy_policy(agent, device: torch.device, members: Optional[int]):
+    """The agent's deterministic action, tanh(mu(s)), as a numpy -> numpy function for the env.
+
+    Observations arrive member-major, ``(members * episodes, obs)``; member k acts on its rows.
+    """
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
-        return agent.act(torch.as_tensor(obs, device=device)).cpu().numpy()
+        obs_t = torch.as_tensor(obs, device=device)
+        if members is not None:
+            obs_t = obs_t.view(members, -1, obs_t.shape[-1])
+        return agent.act(obs_t).reshape(obs.shape[0], -1).cpu().numpy()
     return act
 
 
@@ -182,31 +255,40 @@ def _constraint_weight(config: ExperimentConfig) -> float:
     return 0.5 if "morph" in families else 0.1
 
 
-def _make_buffers(data: ExperimentData, stages: StageOutputs, device: torch.device, buffer_cls,
-                  uses_source: bool):
+def _make_buffers(data: ExperimentData, stages: list[StageOutputs], device: torch.device, buffer_cls,
+                  uses_source: bool, batched: bool):
+    """Target and source buffers; the source carries each seed's scores (member columns if batched)."""
     source_core, target_core = data.on_device(device)  # the copies the stages used, if any
     target = buffer_cls(target_core)
     if not uses_source:  # iql-target: the source data is never sampled
         return None, target
     source_cols = dict(source_core)  # scores are added below; keep the shared dict as it was
-    n = source_cols["rewards"].shape[0]
-    zeros = torch.zeros(n, device=device)
-    source_cols["dyn_score"] = stages.dyn_score if stages.dyn_score is not None else zeros
-    source_cols["advantage"] = stages.advantage if stages.advantage is not None else zeros
     if data.provenance_names and "provenance" in data.source:
         source_cols["provenance"] = torch.as_tensor(data.source["provenance"], device=device).long()
-    return buffer_cls(source_cols), target
+    n = source_cols["rewards"].shape[0]
+    zeros = torch.zeros(n, device=device)
+    scores = {"dyn_score": [st.dyn_score if st.dyn_score is not None else zeros for st in stages],
+              "advantage": [st.advantage if st.advantage is not None else zeros for st in stages]}
+    if not batched:
+        source = buffer_cls({**source_cols, **{name: values[0] for name, values in scores.items()}})
+        return source, target
+    source = buffer_cls(source_cols)
+    for name, values in scores.items():
+        source.add_member_column(name, torch.stack(values))
+    return source, target
 
 
-def _snapshot(agent, sampler: torch.Generator, step: int, best: float, config: ExperimentConfig) -> dict:
+def _snapshot(agent, samplers: list[torch.Generator], step: int, best: list[float], config: ExperimentConfig,
+              seeds: list[int]) -> dict:
     # Copies (not references): the consumer may save the report after training went on.
     return {
         "format": CHECKPOINT_FORMAT,
         "agent": _clone(agent.state_dict()),
-        "sampler": sampler.get_state().clone(),
+        "samplers": [sampler.get_state().clone() for sampler in samplers],
         "torch_rng": torch.get_rng_state().clone(),
         "step": step,
-        "best_normalized_score": best,
+        "seeds": list(seeds),
+        "best_normalized_score": list(best),
         "config_yaml": config_to_yaml(config),
     }
 
@@ -221,7 +303,7 @@ def _clone(obj: Any) -> Any:
     return obj
 
 
-def _load_state(resume: str | os.PathLike, config: ExperimentConfig) -> dict:
+def _load_state(resume: str | os.PathLike, config: ExperimentConfig, seeds: list[int]) -> dict:
     path = Path(resume)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
@@ -235,59 +317,66 @@ def _load_state(resume: str | os.PathLike, config: ExperimentConfig) -> dict:
         raise DvdfError(f"{path}: unsupported checkpoint format {state.get('format')!r}")
     if state["step"] > config.iql.steps:
         raise DvdfError(f"{path}: checkpoint is at step {state['step']} but iql.steps is {config.iql.steps}")
+    if state["seeds"] != seeds:
+        raise DvdfError(f"{path}: checkpoint trains seeds {state['seeds']}, this run {seeds}")
     return state
 
 
 class _StatAccumulator:
-    """Sums training statistics on the device; one host transfer per evaluation."""
+    """Sums training statistics on the device; one host transfer per evaluation.
 
-    def __init__(self, labels: list[str], device: torch.device):
+    ``members=K``: every statistic has a leading K dimension and :meth:`pop` returns K dicts.
+    """
+
+    def __init__(self, labels: list[str], device: torch.device, members: Optional[int] = None):
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.labels = labels              # provenance label -> behaviour-policy name
         self.num_labels = len(labels)
-        self.device = device
-        self.kept_by_label = torch.zeros(self.num_labels, device=device)
-        self.seen_by_label = torch.zeros(self.num_labels, device=device)
+        self.lead = () if members is None else (members,)
+        self.kept_by_label = torch.zeros(*self.lead, self.num_labels, device=device)
+        self.seen_by_label = torch.zeros(*self.lead, self.num_labels, device=device)
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        self.sums[key] = self.sums[key] + value if key in self.sums else value.detach().clone()
 
     def add(self, info: dict[str, torch.Tensor], source_batch: Optional[dict[str, torch.Tensor]]) -> None:
         for key, value in info.items():
-            if key == "kept_mask" or value.ndim:
-                continue
-            self.sums[key] = self.sums[key] + value if key in self.sums else value.detach().clone()
+            if key != "kept_mask" and value.ndim == len(self.lead):
+                self._add(key, value)
         kept = info.get("kept_mask")
         if kept is not None and source_batch is not None:
             kept = kept.float()
+            dropped = 1 - kept
             score, adv = source_batch["dyn_score"], source_batch["advantage"]
-            n_kept, n_drop = kept.sum(), (1 - kept).sum()
+            n_kept, n_drop = kept.sum(-1).clamp_min(1), dropped.sum(-1).clamp_min(1)
             # Diagnostics none of the reference implementations report: what did the filter keep?
-            diag = {
-                "filter/kept_dyn_score": (score * kept).sum() / n_kept.clamp_min(1),
-                "filter/dropped_dyn_score": (score * (1 - kept)).sum() / n_drop.clamp_min(1),
-                "filter/kept_advantage": (adv * kept).sum() / n_kept.clamp_min(1),
-                "filter/dropped_advantage": (adv * (1 - kept)).sum() / n_drop.clamp_min(1),
-            }
-            for key, value in diag.items():
-                self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self._add("filter/kept_dyn_score", (score * kept).sum(-1) / n_kept)
+            self._add("filter/dropped_dyn_score", (score * dropped).sum(-1) / n_drop)
+            self._add("filter/kept_advantage", (adv * kept).sum(-1) / n_kept)
+            self._add("filter/dropped_advantage", (adv * dropped).sum(-1) / n_drop)
             if self.num_labels and "provenance" in source_batch:
                 onehot = torch.nn.functional.one_hot(source_batch["provenance"], self.num_labels).float()
-                self.kept_by_label += kept @ onehot
-                self.seen_by_label += onehot.sum(0)
+                self.kept_by_label += (kept.unsqueeze(-1) * onehot).sum(-2)
+                self.seen_by_label += onehot.sum(-2)
         self.count += 1
 
-    def pop(self) -> dict[str, float]:
+    def pop(self) -> list[dict[str, float]]:
+        """The means since the last pop, one dict per member (one dict for a single run)."""
+        members = self.lead[0] if self.lead else 1
         if not self.sums:
-            return {}
+            return [{} for _ in range(members)]
         keys = list(self.sums)
-        values = (torch.stack([self.sums[k].float() for k in keys]) / max(self.count, 1)).tolist()
-        out = dict(zip(keys, values))
+        table = (torch.stack([self.sums[k].float() for k in keys]) / max(self.count, 1)).reshape(len(keys), members)
+        out = [dict(zip(keys, column)) for column in table.T.tolist()]
         if self.num_labels and self.seen_by_label.sum() > 0:  # no source batches (iql-target): no shares
-            kept = self.kept_by_label.tolist()
-            seen = self.seen_by_label.tolist()
-            total_kept = max(sum(kept), 1e-9)
-            for label, name in enumerate(self.labels):
-                out[f"filter/kept_share/{name}"] = kept[label] / total_kept
-                out[f"filter/keep_rate/{name}"] = kept[label] / max(seen[label], 1e-9)
+            kept = self.kept_by_label.reshape(members, -1).tolist()
+            seen = self.seen_by_label.reshape(members, -1).tolist()
+            for member_out, member_kept, member_seen in zip(out, kept, seen):
+                total_kept = max(sum(member_kept), 1e-9)
+                for label, name in enumerate(self.labels):
+                    member_out[f"filter/kept_share/{name}"] = member_kept[label] / total_kept
+                    member_out[f"filter/keep_rate/{name}"] = member_kept[label] / max(member_seen[label], 1e-9)
             self.kept_by_label.zero_()
             self.seen_by_label.zero_()
         self.sums, self.count = {}, 0
@@ -313,14 +402,14 @@ class _RunWriter:
                 if values is not None:
                     self.tb.add_histogram(name, values.float().cpu(), global_step=0)
 
-    def write(self, report: EvalReport) -> None:
+    def write(self, step: int, metrics: dict[str, float]) -> None:
         if self.out_dir is None:
             return
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(report.metrics) + "\n")
-        for key, value in report.metrics.items():
+            handle.write(json.dumps(metrics) + "\n")
+        for key, value in metrics.items():
             if key != "step":
-                self.tb.add_scalar(_tensorboard_tag(key), value, report.step)
+                self.tb.add_scalar(_tensorboard_tag(key), value, step)
         self.tb.flush()
 
     def close(self) -> None:

@@ -10,7 +10,11 @@ Per step (METHOD.md), from a source batch of B and a target batch:
      no source data at all;
   4. one IQL step on [kept source; target]: expectile V loss, w-weighted twin TD loss to
      r + gamma (1 - done) V(s'), AWR actor loss (plus OTDF's VAE constraint), Polyak target update.
-The actor learning rate is cosine-annealed to 0 over ``iql.steps``.
+The actor learning rate is cosine-annealed to 0 over ``iql.steps``. All three networks share ONE
+Adam (two parameter groups: critics at ``iql.lr``, actor at the annealed rate): one fused optimiser
+call per step instead of three (Adam is per-element, so this is exactly three separate Adams).
+With ``iql.compile`` the forward pass and the losses (and, through AOTAutograd, their backward)
+run as one ``torch.compile``d graph; sampling, selection and the optimiser stay eager.
 
 Everything inside ``update`` is tensor work on the device: no ``.item()``, no branching on tensor
 values; the kept count is a Python int from the config, so every step has the same shapes.
@@ -22,6 +26,7 @@ leading K dimension, ``(K, B, ...)``, and every info tensor has shape ``(K, ...)
 from __future__ import annotations
 
 import copy
+import math
 from typing import Optional, Sequence, Union
 
 import torch
@@ -63,6 +68,20 @@ def _concat(first: Batch, second: Batch) -> Batch:
     return out
 
 
+def _constant_rate(step: int) -> float:
+    return 1.0
+
+
+class _CosineRate:
+    """Cosine annealing factor 0.5 (1 + cos(pi t / T)) (a class, not a lambda: it must pickle)."""
+
+    def __init__(self, total_steps: int):
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+
+
 class FilteredIQL:
     """The stage-3 agent of every method (``filter_cfg.method``).
 
@@ -101,12 +120,24 @@ class FilteredIQL:
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, **net_args).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
 
-        self.q_optimizer = make_adam(self.q.parameters(), iql_cfg.lr)
-        self.v_optimizer = make_adam(self.v.parameters(), iql_cfg.lr)
-        self.actor_optimizer = make_adam(self.policy.parameters(), iql_cfg.actor_lr)
-        self.actor_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optimizer, iql_cfg.steps)
+        self.optimizer = make_adam([
+            {"params": [*self.q.parameters(), *self.v.parameters()], "lr": iql_cfg.lr},
+            {"params": list(self.policy.parameters()), "lr": iql_cfg.actor_lr},
+        ], iql_cfg.lr)
+        # Group 0 (critics) keeps its rate; group 1 (actor) follows 0.5 (1 + cos(pi t / T)).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [_constant_rate, _CosineRate(iql_cfg.steps)])
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seeds[0])
         self.step = 0
+        self._losses = torch.compile(self._iql_losses, dynamic=False) if iql_cfg.compile else self._iql_losses
+
+    @property
+    def critic_lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    @property
+    def actor_lr(self) -> float:
+        return self.optimizer.param_groups[1]["lr"]
 
     # ----------------------------------------------------------------------------------------- selection
     def select_source(self, source: Batch) -> tuple[Batch, Tensor, dict]:
@@ -158,7 +189,8 @@ class FilteredIQL:
         info.update(self._iql_step(batch, weight))
         return info
 
-    def _iql_step(self, batch: Batch, weight: Optional[Tensor]) -> dict[str, Tensor]:
+    def _iql_losses(self, batch: Batch, weight: Optional[Tensor]) -> tuple[Tensor, Tensor, dict]:
+        """(V + Q + AWR loss summed over members, the policy's deterministic action, info)."""
         cfg = self.cfg
         obs, act = batch["observations"], batch["actions"]
         with torch.no_grad():
@@ -172,26 +204,27 @@ class FilteredIQL:
         q_loss, q_info = weighted_td_loss(self.q(obs, act), y, weight)
         pred_action = self.policy.deterministic(obs)
         actor_loss, actor_info = awr_actor_loss(pred_action, act, advantage, cfg.beta, cfg.exp_adv_max)
-        total_actor_loss = actor_loss
-        if self.behavior_vae is not None:
-            penalty = behavior_log_prob_penalty(self.behavior_vae, obs, pred_action,
-                                                self.noise_generator).mean(-1)
-            total_actor_loss = actor_loss + self.constraint_weight * penalty
-            actor_info["behavior_nll"] = penalty.detach()
-
-        for optimizer in (self.v_optimizer, self.q_optimizer, self.actor_optimizer):
-            optimizer.zero_grad(set_to_none=True)
         # The three graphs are disjoint (targets and advantage detached), so one backward of the
         # sum gives each network exactly its own loss's gradient; members are summed likewise.
-        (v_loss + q_loss + total_actor_loss).sum().backward()
-        self.v_optimizer.step()
-        self.q_optimizer.step()
-        self.actor_optimizer.step()
-        self.actor_scheduler.step()
-        polyak_update(self.q_target.parameters(), self.q.parameters(), cfg.polyak)
+        total = (v_loss + q_loss + actor_loss).sum()
+        return total, pred_action, {**v_info, **q_info, **actor_info, "advantage_mean": advantage.mean(-1),
+                                    "target_q_mean": target_q.mean(-1)}
+
+    def _iql_step(self, batch: Batch, weight: Optional[Tensor]) -> dict[str, Tensor]:
+        total, pred_action, info = self._losses(batch, weight)
+        if self.behavior_vae is not None:
+            # Outside the compiled graph: it draws from a torch.Generator.
+            penalty = behavior_log_prob_penalty(self.behavior_vae, batch["observations"], pred_action,
+                                                self.noise_generator).mean(-1)
+            total = total + self.constraint_weight * penalty.sum()
+            info["behavior_nll"] = penalty.detach()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        polyak_update(self.q_target.parameters(), self.q.parameters(), self.cfg.polyak)
         self.step += 1
-        return {**v_info, **q_info, **actor_info, "advantage_mean": advantage.mean(-1),
-                "target_q_mean": target_q.mean(-1)}
+        return info
 
     # ----------------------------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -208,9 +241,7 @@ class FilteredIQL:
         return {
             "q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "v": self.v.state_dict(),
             "policy": self.policy.state_dict(),
-            "q_optimizer": self.q_optimizer.state_dict(), "v_optimizer": self.v_optimizer.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "actor_scheduler": self.actor_scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "noise_generator": self.noise_generator.get_state(), "step": self.step,
         }
 
@@ -219,9 +250,7 @@ class FilteredIQL:
         self.q_target.load_state_dict(state["q_target"])
         self.v.load_state_dict(state["v"])
         self.policy.load_state_dict(state["policy"])
-        self.q_optimizer.load_state_dict(state["q_optimizer"])
-        self.v_optimizer.load_state_dict(state["v_optimizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.actor_scheduler.load_state_dict(state["actor_scheduler"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         self.noise_generator.set_state(state["noise_generator"])
         self.step = int(state["step"])

@@ -4,6 +4,11 @@ All columns live on one torch device; a minibatch is drawn with ``torch.randint`
 from a caller-owned ``torch.Generator``, so sampling never synchronises with the host and a run
 is reproducible from its generator state. Columns can be added later (dynamics scores, value
 advantages, provenance labels) and are sampled together with the transitions.
+
+Batched members (several seeds trained as one model, see ``FilteredIQL(members=K)``) share the
+transitions but may have their own per-transition columns (each seed's scores): a *member
+column* is ``(K, N)``, and :meth:`TransitionBuffer.sample_members` draws ``(K, B, ...)`` batches,
+member k's rows from its own generator - exactly the rows a single run with that generator draws.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class TransitionBuffer:
         if self._size == 0:
             raise ValueError("TransitionBuffer: empty columns")
         self._columns: dict[str, torch.Tensor] = {}
+        self._member_columns: dict[str, torch.Tensor] = {}
         for name, tensor in columns.items():
             self.add_column(name, tensor)
 
@@ -52,6 +58,19 @@ class TransitionBuffer:
         if tensor.ndim == 0 or tensor.shape[0] != self._size:
             raise ValueError(f"column '{name}' has {tuple(tensor.shape)} rows, the buffer has {self._size}")
         self._columns[name] = tensor.to(self._device)
+
+    def add_member_column(self, name: str, tensor: torch.Tensor) -> None:
+        """Add a ``(members, N)`` column: one value per member and transition."""
+        if tensor.ndim != 2 or tensor.shape[1] != self._size:
+            raise ValueError(f"member column '{name}' must be (members, {self._size}), got {tuple(tensor.shape)}")
+        if self._member_columns and tensor.shape[0] != self.members:
+            raise ValueError(f"member column '{name}' has {tensor.shape[0]} members, the buffer has {self.members}")
+        self._member_columns[name] = tensor.to(self._device)
+
+    @property
+    def members(self) -> int:
+        """Members of the member columns (0 without any)."""
+        return next(iter(self._member_columns.values())).shape[0] if self._member_columns else 0
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self._columns[name]
@@ -94,3 +113,17 @@ class TransitionBuffer:
         ``generator`` must live on the buffer's device (``torch.Generator(device=buffer.device)``).
         """
         return self.gather(self.sample_indices(batch_size, generator), names)
+
+    def sample_members(self, batch_size: int, generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
+        """One minibatch per member, ``(K, B, ...)``: row k drawn from ``generators[k]``.
+
+        Every column is gathered; a member column gives member k its own values.
+        """
+        if self._member_columns and len(generators) != self.members:
+            raise ValueError(f"{len(generators)} generators for a buffer of {self.members} members")
+        indices = torch.stack([self.sample_indices(batch_size, g) for g in generators])
+        flat = indices.reshape(-1)
+        batch = {name: column.index_select(0, flat).view(*indices.shape, *column.shape[1:])
+                 for name, column in self._columns.items()}
+        batch.update({name: column.gather(1, indices) for name, column in self._member_columns.items()})
+        return batch
