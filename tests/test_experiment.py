@@ -8,6 +8,7 @@ import pytest
 
 from conftest import tiny_experiment_overrides
 from dvdf.config import METHODS, load_experiment_config
+from dvdf.errors import DvdfError
 from dvdf.experiment import run_experiment
 
 
@@ -79,6 +80,48 @@ def test_filter_diagnostics_per_provenance_label(tiny_data_dir, tmp_path):
     # the filter keeps the better-scored half: kept mean score >= dropped mean score
     assert last["filter/kept_dyn_score"] >= last["filter/dropped_dyn_score"]
     assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+def _close(batched: dict, single: dict, rel=1e-4, abs_=1e-5):
+    """Float-rounding agreement (bmm vs mm): relative for most metrics, absolute near zero."""
+    for key, value in single.items():
+        if key == "train_steps_per_s":
+            continue
+        assert batched[key] == pytest.approx(value, rel=rel, abs=abs_), key
+
+
+def test_batched_seeds_equal_single_runs(tiny_data_dir, tmp_path):
+    """Members of one batched model are the single runs of their seeds (up to float rounding)."""
+    config = config_for(tiny_data_dir, tmp_path / "cache", extra=["eval.episodes=3"])
+    out = tmp_path / "batched"
+    batched = list(run_experiment(config, out_dir=out, seeds=[7, 8]))
+    assert [r.step for r in batched] == [100, 200] and batched[-1].done
+    for seed in (7, 8):
+        single = list(run_experiment(config.replace(seed=seed)))
+        for b, s in zip(batched, single):
+            _close(b.members[seed], s.metrics)
+        lines = [json.loads(x) for x in (out / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines()]
+        assert [line["step"] for line in lines] == [100, 200]
+        assert f"seed: {seed}" in (out / f"seed_{seed}" / "config.yaml").read_text()
+    last = batched[-1].metrics
+    scores = [batched[-1].members[s]["normalized_score"] for s in (7, 8)]
+    assert last["normalized_score"] == pytest.approx(sum(scores) / 2)
+    assert last["normalized_score_seed7"] == scores[0]
+    assert "filter/kept_share/uniform" in batched[-1].members[7]
+
+
+def test_batched_seeds_resume_bit_for_bit(tiny_data_dir, tmp_path):
+    config = config_for(tiny_data_dir, tmp_path / "cache", extra=["iql.steps=300", "eval.every=100"])
+    uninterrupted = [r.members for r in run_experiment(config, seeds=[1, 2])]
+    run = run_experiment(config, seeds=[1, 2])
+    next(run)
+    next(run).save(tmp_path / "ckpt")
+    run.close()
+    resumed = [r.members for r in run_experiment(config, resume=tmp_path / "ckpt", seeds=[1, 2])]
+    strip = lambda m: {k: v for k, v in m.items() if k != "train_steps_per_s"}  # noqa: E731
+    assert {s: strip(m) for s, m in resumed[0].items()} == {s: strip(m) for s, m in uninterrupted[-1].items()}
+    with pytest.raises(DvdfError, match="trains seeds"):
+        next(run_experiment(config, resume=tmp_path / "ckpt", seeds=[1, 3]))
 
 
 def run_cli(*args, cwd=None):

@@ -131,19 +131,20 @@ class FakeReport:
     step: int
     metrics: dict
     done: bool
+    members: dict
 
 
-def fake_run(scores, every=100):
+def fake_run(scores, every=100, seed=0):
     for i, score in enumerate(scores):
         step = (i + 1) * every
         # A run's own normalized_score_std is over its episodes; the trial's is over seeds.
         metrics = {"step": float(step), "normalized_score": score, "normalized_score_std": 99.0, "q_loss": score / 10}
-        yield FakeReport(step, metrics, i == len(scores) - 1)
+        yield FakeReport(step, metrics, i == len(scores) - 1, {seed: metrics})
 
 
 def test_lockstep_reports_mean_and_std_over_seeds():
-    runs = {1: fake_run([10.0, 30.0]), 2: fake_run([20.0, 50.0])}
-    results = [combine_reports(r) for r in lockstep(runs)]
+    runs = {1: fake_run([10.0, 30.0], seed=1), 2: fake_run([20.0, 50.0], seed=2)}
+    results = [combine_reports(r.values()) for r in lockstep(runs)]
     assert [r["step"] for r in results] == [100, 200]
     assert results[0]["normalized_score"] == 15.0 and results[0]["normalized_score_std"] == 5.0
     assert results[1]["normalized_score_seed1"] == 30.0 and results[1]["normalized_score_seed2"] == 50.0

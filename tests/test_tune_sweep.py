@@ -119,8 +119,9 @@ def test_tiny_sweep_end_to_end(ray_session, tiny_root, capsys):
         assert results[-1]["normalized_score"] == pytest.approx(np.mean(seed_scores))
         assert results[-1]["normalized_score_std"] == pytest.approx(np.std(seed_scores))
         (checkpoint,) = trial.glob("checkpoint_*")
+        assert (checkpoint / "members" / "experiment_state.pt").is_file()   # the seeds as one batched model
         for seed in (1, 2):
-            assert (checkpoint / f"seed_{seed}" / "experiment_state.pt").is_file()
+            assert (checkpoint / f"seed_{seed}" / "metrics.jsonl").is_file()
             metrics = [json.loads(line) for line in (trial / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines()]
             assert [m["step"] for m in metrics] == [100, 200]
             assert list((trial / f"seed_{seed}" / "tb").glob("events.out.tfevents.*"))
@@ -210,12 +211,15 @@ def crash_after_first_report(config, *, sweep):
     train_trial(config, sweep=sweep, report=report)
 
 
-def test_crashed_trial_is_retried_from_its_checkpoint(ray_session, tiny_root):
-    sweep = tiny_sweep(tiny_root, "crashing", search={"mode": "fixed"}, max_failures=2, seeds=[1],
+@pytest.mark.parametrize("batch_seeds", [True, False])
+def test_crashed_trial_is_retried_from_its_checkpoint(ray_session, tiny_root, batch_seeds):
+    name = f"crashing-{batch_seeds}"
+    sweep = tiny_sweep(tiny_root, name, search={"mode": "fixed"}, max_failures=2, seeds=[1, 2],
+                       batch_seeds=batch_seeds,
                        groups=[{"robots": ["hopper"], "shifts": ["kinematic"], "qualities": ["medium"]}])
     outcome = run_sweep(sweep, trainable=crash_after_first_report)
     assert outcome.finished == outcome.total == 1
-    (trial,) = trial_dirs(tiny_root / "results" / "crashing")
+    (trial,) = trial_dirs(tiny_root / "results" / name)
     assert "injected crash" in (trial / "error.txt").read_text()
     # Restarted from the checkpoint at step 100: the step-100 evaluation is not repeated.
     assert [r["step"] for r in results_of(trial)] == [100, 200]

@@ -7,6 +7,11 @@ Output directory layout::
     tb/                TensorBoard events (losses, Q/V/advantage stats, score, filter diagnostics)
     checkpoint/        the latest checkpoint (``--resume`` continues from it bit-for-bit)
     summary.json       final and best normalized score, steps, wall time
+
+With ``--seeds 100,200,300`` the seeds train as ONE batched model (one process, one batched
+gradient step for all of them; each member equals the single run of its seed up to float
+rounding). Each seed then writes config.yaml, metrics.jsonl and tb/ into ``seed_<seed>/``;
+summary.json holds the mean over seeds and each seed's scores.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output directory (default: runs/<name>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--seeds", type=_seed_list, default=None, metavar="S1,S2,...",
+                        help="train these seeds as one batched model instead of the config's seed")
     parser.set_defaults(func=run)
 
 
@@ -52,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
           f"({config.data.quality}){_filter_settings(config)}, out={out}", file=sys.stderr)
     last = None
     for report in run_experiment(config, resume=checkpoint if args.resume else None, out_dir=out,
-                                 progress=not args.no_progress and sys.stderr.isatty()):
+                                 progress=not args.no_progress and sys.stderr.isatty(), seeds=args.seeds):
         report.save(checkpoint)
         last = report
         if not sys.stderr.isatty() or args.no_progress:
@@ -71,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         "seed": config.seed,
         "dvdf_version": __version__,
     }
+    if args.seeds is not None:
+        del summary["seed"]
+        summary["seeds"] = {str(seed): {"final_normalized_score": m["normalized_score"],
+                                        "best_normalized_score": m["best_normalized_score"]}
+                            for seed, m in last.members.items()}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
     return 0
@@ -83,3 +95,13 @@ def _filter_settings(config) -> str:
         return ""
     parts = [f"lambda={method.tradeoff}"] if method.uses_value else []
     return ", " + " ".join(parts + [f"xi={method.keep_ratio}"])
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
+    return seeds

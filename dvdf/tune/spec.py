@@ -14,7 +14,8 @@ A sweep file is a base experiment (the same schema as ``dvdf train``) plus the a
     method_params: {otdf: {keep_ratio: 0.8}}   # values fixed per method (then not searched)
     search: {mode: optuna, num_samples: 8, tradeoff_range: [0, 1], keep_ratio_range: [0.1, 1]}
     seeds: [100, 200, 300]            # every trial trains all of them; reports mean and std
-    resources: {cpus: 1, gpu: 0.25, max_concurrent: 4}
+    batch_seeds: true                 # a trial's seeds as ONE batched model (members) in one process
+    resources: {cpus: 1, gpu: 0.25, max_concurrent: 4}   # per trial, i.e. for all of its seeds
     asha: {grace_period: 2}           # optional early stopping, within a study
     storage: results                  # local dir, NFS path or s3:// / gs:// URI
     max_failures: 2
@@ -149,6 +150,10 @@ class SweepFile:
     method_params: dict[str, MethodParams] = field(default_factory=dict)
     search: SearchSpec = field(default_factory=SearchSpec)
     seeds: tuple[int, ...] = (100,)
+    # True: a trial trains its K seeds as one batched model (FilteredIQL members): one process,
+    # one batched step for all K, its `resources` shared by them. False: K models in lockstep.
+    # OTDF with its behaviour-VAE constraint always runs the seeds separately (one VAE per seed).
+    batch_seeds: bool = True
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     asha: Optional[AshaSpec] = None
     storage: str = "results"
@@ -226,7 +231,8 @@ class Sweep:
         resources, storage and retries may change between runs.
         """
         raw = to_dict(self.spec)
-        return {key: raw[key] for key in ("base", "groups", "methods", "method_params", "search", "seeds")}
+        return {key: raw[key] for key in ("base", "groups", "methods", "method_params", "search", "seeds",
+                                              "batch_seeds")}
 
 
 def study_seed(name: str, salt: int = 0) -> int:

@@ -1,10 +1,13 @@
 """The Tune trainable: a thin wrapper of :func:`dvdf.experiment.run_experiment`.
 
-A trial trains its configuration once per seed of the sweep, the seed runs advancing in lockstep:
-every run trains to its next evaluation, then the trial reports once (mean and std of the
-normalized score over the seeds, each seed's score, the training statistics averaged over seeds)
-with a checkpoint holding every seed's state. When Ray restarts the trial (a crash, a lost
-node, ``--resume``) it continues every seed from that checkpoint.
+A trial trains its configuration for every seed of the sweep. With ``batch_seeds`` (the default)
+the K seeds are the members of ONE batched model (``run_experiment(seeds=...)``): one process,
+one batched gradient step for all of them. Otherwise (or for OTDF with its per-seed behaviour
+VAE) the trial runs K single-seed runs in lockstep. Either way every seed trains to its next
+evaluation, then the trial reports once (mean and std of the normalized score over the seeds,
+each seed's score, the training statistics averaged over seeds) with a checkpoint holding every
+seed's state. When Ray restarts the trial (a crash, a lost node, ``--resume``) it continues every
+seed from that checkpoint.
 
 Files: each seed run writes metrics.jsonl, TensorBoard events and its config.yaml into
 ``seed_<seed>/`` of the trial's working directory, which Ray syncs to the trial directory in
@@ -22,12 +25,11 @@ import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
-import numpy as np
 from ray import tune
 
-from dvdf.tune.spec import METRIC, Sweep
+from dvdf.tune.spec import Sweep
 
 ReportFn = Callable[[dict, Path], None]
 """(metrics, checkpoint directory) -> None; the default hands both to ``tune.report``."""
@@ -36,8 +38,19 @@ FINISHED = "finished"   # metric: 1.0 on the report after which every seed run i
 RUN_METRICS = "metrics.jsonl"  # written by run_experiment into its out_dir
 
 
+BATCHED_DIR = "members"        # checkpoint subdirectory of a batched-seeds run
+
+
 def seed_dir(seed: int) -> str:
-    return f"seed_{seed}"
+    """A seed's files under the trial directory (as a batched run lays out its members)."""
+    from dvdf.experiment import member_dir
+    return member_dir(seed)
+
+
+def uses_behavior_vae(config) -> bool:
+    """OTDF with its dataset constraint: one behaviour VAE per seed, so seeds cannot be batched."""
+    from dvdf.experiment import _constraint_weight
+    return _constraint_weight(config) > 0
 
 
 def tune_report(metrics: dict, checkpoint_dir: Path) -> None:
@@ -67,24 +80,29 @@ def train_trial(config: dict, *, sweep: Sweep, report: Optional[ReportFn] = None
             # A private copy that lives as long as the runs: they may read it lazily.
             restored = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dvdf-restore-")))
             checkpoint.to_directory(str(restored))
-        runs = {}
-        for seed in seeds:
-            cfg = sweep.experiment_config(study, seed, config["tradeoff"], config["keep_ratio"])
-            cfg = cfg.replace(threads=threads)
-            resume = None
-            if restored is not None:
-                resume = restored / seed_dir(seed)
-                _restore_metrics_log(resume, workdir / seed_dir(seed))
-            runs[seed] = run_experiment(cfg, resume=resume, out_dir=workdir / seed_dir(seed))
-        for reports in lockstep(runs):
-            metrics = combine_reports(reports)
+        configs = {seed: sweep.experiment_config(study, seed, config["tradeoff"], config["keep_ratio"])
+                   .replace(threads=threads) for seed in seeds}
+        if restored is not None:
+            for seed in seeds:
+                _restore_metrics_log(restored / seed_dir(seed), workdir / seed_dir(seed))
+        if sweep.spec.batch_seeds and not uses_behavior_vae(configs[seeds[0]]):
+            run = run_experiment(configs[seeds[0]], resume=restored / BATCHED_DIR if restored else None,
+                                 out_dir=workdir, seeds=seeds)
+            rounds = ({BATCHED_DIR: r} for r in run)
+        else:
+            runs = {seed: run_experiment(cfg, resume=restored / seed_dir(seed) if restored else None,
+                                         out_dir=workdir / seed_dir(seed)) for seed, cfg in configs.items()}
+            rounds = ({seed_dir(s): r for s, r in reports.items()} for reports in lockstep(runs))
+        for reports in rounds:   # checkpoint subdirectory -> EvalReport
             with tempfile.TemporaryDirectory(prefix="dvdf-ckpt-") as tmp:
-                for seed, seed_report in reports.items():
-                    seed_report.save(Path(tmp) / seed_dir(seed))
+                for name, run_report in reports.items():
+                    run_report.save(Path(tmp) / name)
+                for seed in seeds:
                     log_file = workdir / seed_dir(seed) / RUN_METRICS
                     if log_file.is_file():
+                        (Path(tmp) / seed_dir(seed)).mkdir(exist_ok=True)
                         shutil.copyfile(log_file, Path(tmp) / seed_dir(seed) / RUN_METRICS)
-                report(metrics, Path(tmp))
+                report(combine_reports(reports.values()), Path(tmp))
 
 
 def _restore_metrics_log(checkpoint_seed_dir: Path, out_dir: Path) -> None:
@@ -117,28 +135,13 @@ def lockstep(runs: dict[int, Iterator]) -> Iterator[dict]:
             return
 
 
-def combine_reports(reports: dict) -> dict[str, float]:
-    """One trial result from the seeds' EvalReports.
-
-    normalized_score is the mean over seeds, normalized_score_std their standard deviation
-    (population, ddof = 0), normalized_score_seed<N> each seed's; every other metric present in
-    all seeds is averaged, except those the trial defines itself (a run's own
-    normalized_score_std is over its evaluation episodes: it stays in seed_<N>/metrics.jsonl).
-    """
-    seeds = list(reports)
-    scores = np.array([float(reports[s].metrics[METRIC]) for s in seeds], dtype=np.float64)
-    metrics: dict[str, float] = {
-        "step": int(next(iter(reports.values())).step),
-        METRIC: float(scores.mean()),
-        f"{METRIC}_std": float(scores.std()),
-        FINISHED: float(all(r.done for r in reports.values())),
-    }
-    for seed, score in zip(seeds, scores):
-        metrics[f"{METRIC}_seed{seed}"] = float(score)
-    shared = set.intersection(*(set(r.metrics) for r in reports.values())) - set(metrics)
-    for key in sorted(shared):
-        values = [reports[s].metrics[key] for s in seeds]
-        if all(isinstance(v, (int, float, np.floating, np.integer)) for v in values):
-            metrics[key] = float(np.mean(values))
+def combine_reports(reports: Iterable) -> dict[str, float]:
+    """One trial result from the EvalReports of one evaluation round (every seed's metrics, from
+    lockstep runs or one batched run): :func:`dvdf.experiment.combine_member_metrics` plus
+    ``finished`` = 1.0 once every seed run is done."""
+    from dvdf.experiment import combine_member_metrics
+    reports = list(reports)
+    metrics = combine_member_metrics({seed: m for r in reports for seed, m in r.members.items()})
+    metrics["step"] = int(metrics["step"])
+    metrics[FINISHED] = float(all(r.done for r in reports))
     return metrics
-
