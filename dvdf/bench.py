@@ -1,9 +1,15 @@
-"""Throughput of the two hot loops: one stage-3 gradient step and one contrastive-scorer step.
+"""Throughput of the hot loops: the stage-3 gradient step, the contrastive-scorer step, evaluation.
 
 Workload (hopper sizes, METHOD.md hyperparameters): a dvdf-igdf update on 128 source + 128 target
 transitions (obs 11, act 3, 2 x 256 MLPs), and one NCE step of the IGDF encoders on 128 target
 transitions + 127 source next states. Batches are drawn from small random pools on the device, as
-the experiment loop draws them from its device-resident buffer.
+the experiment loop draws them from its device-resident buffer. With K members the agent is K
+seeds as one batched model (each member its own batch): ``steps_per_s`` is batched steps (each
+member advances that many) and ``member_steps_per_s`` = K x that, the seed-steps done per second.
+
+Evaluation: 10 hopper episodes of 1000 steps (termination off, as a policy that survives runs)
+by :class:`dvdf.evaluation.Evaluator` against the plain loop (one episode after another, one
+policy call and one ``env.step`` per time step).
 
 Each thread count runs in a fresh interpreter (``python -m dvdf.bench --worker``), because torch's
 intra-op pool cannot be resized reliably once it has run work. Each measurement warms up, then
@@ -19,7 +25,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 OBS_DIM, ACT_DIM, BATCH = 11, 3, 128   # hopper
 POOL = 4096                            # transitions per random pool
@@ -58,8 +64,14 @@ def _time_steps(step: Callable[[], None], steps: int, warmup: int, repeats: int,
     return steps / best_wall, steps / max(best_cpu, 1e-9)
 
 
-def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "cpu") -> dict:
-    """Both throughputs with ``threads`` intra-op threads in THIS process."""
+def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "cpu",
+            members: Sequence[int] = (), compile_modes: Sequence[bool] = (False,),
+            evaluation: bool = False) -> dict:
+    """The throughputs with ``threads`` intra-op threads in THIS process.
+
+    ``members``: also time the batched step for these K (steps scaled down as 1/K, at least 20),
+    eagerly and/or compiled per ``compile_modes``.
+    """
     import torch
 
     from dvdf.algos.filtered_iql import FilteredIQL
@@ -75,13 +87,26 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
     source = _random_transitions(POOL, dev, gen)
     target = _random_transitions(POOL, dev, gen)
 
-    def draw(data: dict, n: int) -> dict:
-        idx = torch.randint(POOL, (n,), generator=gen, device=dev)
-        return {k: v[idx] for k, v in data.items()}
+    def draw(data: dict, n: int, k: Optional[int] = None) -> dict:
+        shape = (n,) if k is None else (k, n)
+        idx = torch.randint(POOL, shape, generator=gen, device=dev)
+        return {key: v[idx] for key, v in data.items()}
 
-    agent = FilteredIQL(OBS_DIM, ACT_DIM, IQLConfig(), FilterConfig(method="dvdf-igdf"), dev, seed=0)
-    train, train_cpu = _time_steps(lambda: agent.update(draw(source, BATCH), draw(target, BATCH)),
-                                   steps, warmup, repeats, sync)
+    def time_agent(k: Optional[int], compiled: bool, n_steps: int) -> tuple[float, float]:
+        agent = FilteredIQL(OBS_DIM, ACT_DIM, IQLConfig(compile=compiled), FilterConfig(method="dvdf-igdf"),
+                            dev, seed=0, members=k)
+        return _time_steps(lambda: agent.update(draw(source, BATCH, k), draw(target, BATCH, k)),
+                           n_steps, warmup, repeats, sync)
+
+    train, train_cpu = time_agent(None, False, steps)
+    by_members: dict[str, dict] = {}
+    for k in members:
+        n_steps = max(20, steps // k)
+        by_members[str(k)] = {}
+        for compiled in compile_modes:
+            rate, _ = time_agent(None if k == 1 else k, compiled, n_steps)   # K=1: the single-model path
+            by_members[str(k)]["compiled" if compiled else "eager"] = {
+                "steps_per_s": rate, "member_steps_per_s": rate * k}
 
     cfg = ScorerConfig()
     scorer = ContrastiveScorer(OBS_DIM, ACT_DIM, cfg.embed_dim, cfg.hidden, seed=0).to(dev)
@@ -94,8 +119,48 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
                            t_batch["next_observations"], s_next)
 
     contrastive, contrastive_cpu = _time_steps(contrastive_step, steps, warmup, repeats, sync)
-    return {"threads": threads, "train_step_per_s": train, "contrastive_step_per_s": contrastive,
-            "train_step_per_cpu_s": train_cpu, "contrastive_step_per_cpu_s": contrastive_cpu}
+    result = {"threads": threads, "train_step_per_s": train, "contrastive_step_per_s": contrastive,
+              "train_step_per_cpu_s": train_cpu, "contrastive_step_per_cpu_s": contrastive_cpu,
+              "members": by_members}
+    if evaluation:
+        result["evaluation"] = measure_evaluation(threads, device)
+    return result
+
+
+def measure_evaluation(threads: int, device: str = "cpu", episodes: int = 10, domain: str = "hopper") -> dict:
+    """Seconds for ``episodes`` full-length episodes: the Evaluator vs a step-by-step loop."""
+    import numpy as np
+    import torch
+
+    from dvdf.envs import get_domain, make_env
+    from dvdf.evaluation import Evaluator
+    from dvdf.nets import TanhGaussianPolicy, seeded_generators
+
+    spec = get_domain(domain)
+    policy = TanhGaussianPolicy(spec.obs_dim, spec.act_dim, generators=seeded_generators(0)).to(device)
+    env_kwargs = {"terminate_when_unhealthy": False}
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        return policy.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+
+    env = make_env(domain, **env_kwargs)
+    start = time.perf_counter()
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=episode)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(act(obs[None])[0])
+            done = terminated or truncated
+    loop_s = time.perf_counter() - start
+    env.close()
+    evaluator = Evaluator(domain, episodes, threads=threads, env_kwargs=env_kwargs)
+    start = time.perf_counter()
+    result = evaluator(act, seed=0)
+    evaluator_s = time.perf_counter() - start
+    evaluator.close()
+    return {"episodes": episodes, "env_steps": int(result.lengths.sum()), "evaluator_s": round(evaluator_s, 3),
+            "step_by_step_s": round(loop_s, 3), "speedup": round(loop_s / evaluator_s, 2)}
 
 
 def measure_simulation(domain: str = "hopper-kinematic", transitions: int = 5000) -> dict:
@@ -134,7 +199,8 @@ def measure_simulation(domain: str = "hopper-kinematic", transitions: int = 5000
 
 
 def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int = 50, repeats: int = 3,
-                  device: str = "cpu", simulation: bool = True) -> dict:
+                  device: str = "cpu", simulation: bool = True, members: Sequence[int] = (),
+                  compile_modes: Sequence[bool] = (False,), evaluation: bool = True) -> dict:
     """Measure each thread count in a fresh subprocess; one result object for ``dvdf bench --json``."""
     import torch
 
@@ -144,7 +210,10 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
     results = []
     for n in threads:
         cmd = [sys.executable, "-m", "dvdf.bench", "--worker", "--threads", str(n), "--steps", str(steps),
-               "--warmup", str(warmup), "--repeats", str(repeats), "--device", device]
+               "--warmup", str(warmup), "--repeats", str(repeats), "--device", device,
+               "--members", *map(str, members), "--compile-modes", *("1" if c else "0" for c in compile_modes)]
+        if evaluation:
+            cmd.append("--evaluation")
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"benchmark worker ({n} threads) failed:\n{proc.stderr.strip()}")
@@ -158,6 +227,8 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
         "contrastive_step_per_s": table("contrastive_step_per_s"),
         "train_step_per_cpu_s": table("train_step_per_cpu_s"),
         "contrastive_step_per_cpu_s": table("contrastive_step_per_cpu_s"),
+        "members": {str(r["threads"]): _rounded(r["members"]) for r in results},
+        "evaluation": {str(r["threads"]): r["evaluation"] for r in results} if evaluation else None,
         "device": device if device != "cpu" else f"cpu ({_cpu_name()})",
         "torch": torch.__version__,
         "load_average_1min": round(load_before, 2),   # > cores: other processes compete
@@ -167,6 +238,14 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
                      "method": "dvdf-igdf", "contrastive_batch": ScorerConfig().contrastive_batch},
         "simulation": measure_simulation() if simulation else None,
     }
+
+
+def _rounded(obj):
+    if isinstance(obj, float):
+        return round(obj, 1)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    return obj
 
 
 def _cpu_name() -> str:
@@ -190,8 +269,12 @@ def _worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--repeats", type=int, required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--members", type=int, nargs="*", default=[])
+    parser.add_argument("--compile-modes", type=int, nargs="*", default=[0])
+    parser.add_argument("--evaluation", action="store_true")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.threads, args.steps, args.warmup, args.repeats, args.device)))
+    print(json.dumps(measure(args.threads, args.steps, args.warmup, args.repeats, args.device, args.members,
+                             [bool(c) for c in args.compile_modes], args.evaluation)))
     return 0
 
 

@@ -107,7 +107,17 @@ def validate_experiment(config: ExperimentConfig) -> None:
         path = getattr(config.data, key)
         if path is not None and not Path(path).expanduser().is_file():
             raise DvdfError(f"data.{key}: {path}: no such file")
-    resolve_device(config.device)
+    device = resolve_device(config.device)
+    if config.iql.compile and device.type == "cpu" and not _cpp_compiler():
+        raise DvdfError("iql.compile: torch.compile on CPU needs a C++ compiler (g++ or clang++; set CXX), "
+                        "none found; install one or set iql.compile: false")
+
+
+def _cpp_compiler() -> Optional[str]:
+    import shutil
+
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    return next((path for path in map(shutil.which, candidates) if path), None)
 
 
 def prepare_experiment(config: ExperimentConfig, progress: bool = False) -> None:

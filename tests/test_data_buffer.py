@@ -59,3 +59,24 @@ def test_to_device():
         moved = buffer.to("cuda")
         gen = torch.Generator(device="cuda").manual_seed(0)
         assert moved.sample(4, gen)["observations"].is_cuda
+
+
+def test_member_batches_are_the_single_batches_of_their_generators():
+    buffer = TransitionBuffer.from_transitions(transitions())
+    scores = torch.arange(300, dtype=torch.float32).view(3, 100)   # member k, row i -> 100 k + i
+    buffer.add_member_column("dyn_score", scores)
+    assert buffer.members == 3
+    batch = buffer.sample_members(16, [torch.Generator().manual_seed(s) for s in (4, 5, 6)])
+    assert batch["observations"].shape == (3, 16, 4) and batch["dyn_score"].shape == (3, 16)
+    for k, seed in enumerate((4, 5, 6)):
+        single = buffer.sample(16, torch.Generator().manual_seed(seed))
+        for key, value in single.items():
+            assert torch.equal(batch[key][k], value), key
+        rows = single["rewards"].long()
+        assert torch.equal(batch["dyn_score"][k], 100 * k + rows.float())
+    with pytest.raises(ValueError, match="members"):
+        buffer.add_member_column("advantage", torch.zeros(2, 100))
+    with pytest.raises(ValueError, match=r"\(members, 100\)"):
+        buffer.add_member_column("advantage", torch.zeros(3, 99))
+    with pytest.raises(ValueError, match="2 generators"):
+        buffer.sample_members(4, [torch.Generator(), torch.Generator()])

@@ -156,3 +156,18 @@ def test_train_cli_bad_input_is_one_line_exit_2(tmp_path, override, message):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error:") and message in done.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_bench_cli_reports_members_and_evaluation():
+    proc = run_cli("bench", "--json", "--threads", "1", "--steps", "3", "--warmup", "1", "--repeats", "1",
+                   "--members", "1", "2", "--no-simulation")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["train_step_per_s"]) == {"1"} and result["train_step_per_s"]["1"] > 0
+    assert set(result["members"]["1"]) == {"1", "2"}
+    two = result["members"]["1"]["2"]["eager"]
+    assert two["member_steps_per_s"] == pytest.approx(2 * two["steps_per_s"], rel=0.01)
+    evaluation = result["evaluation"]["1"]
+    assert evaluation["env_steps"] == 10_000 and evaluation["evaluator_s"] > 0
+    bad = run_cli("bench", "--members", "0")
+    assert bad.returncode == 2 and "--members" in bad.stderr

@@ -1,4 +1,4 @@
-"""``dvdf bench``: steps per second of the training step and the contrastive-scorer step."""
+"""``dvdf bench``: steps per second of the training and contrastive-scorer steps; evaluation time."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import argparse
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure training-step and contrastive-step throughput",
-        description="Steps/s of one dvdf-igdf gradient step (128 source + 128 target, hopper sizes) and "
-                    "of one contrastive-scorer step, each thread count in a fresh process.")
+        "bench", help="measure training-step, contrastive-step and evaluation speed",
+        description="Steps/s of one dvdf-igdf gradient step (128 source + 128 target, hopper sizes), also "
+                    "with K seeds as one batched model (--members), eager and compiled (--compile); "
+                    "steps/s of one contrastive-scorer step; seconds for 10 hopper evaluation episodes. "
+                    "Each thread count runs in a fresh process.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N",
                         help="torch intra-op thread counts to measure (default: 1 2)")
@@ -17,7 +19,12 @@ def register(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (default: 50)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed rounds; the fastest counts (default: 3)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default: cpu)")
+    parser.add_argument("--members", type=int, nargs="+", default=[], metavar="K",
+                        help="also time K seeds as one batched model, e.g. --members 1 8 32")
+    parser.add_argument("--compile", action="store_true",
+                        help="time the --members steps compiled (iql.compile) as well as eager")
+    parser.add_argument("--no-evaluation", action="store_true", help="skip the evaluation timing")
     parser.add_argument("--no-simulation", action="store_true",
                         help="skip the domain-build and replay-check timings")
     parser.set_defaults(func=handle)
@@ -28,6 +35,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if any(n < 1 for n in args.threads):
         raise DvdfError(f"bench --threads must be >= 1, got {args.threads}")
+    if any(k < 1 for k in args.members):
+        raise DvdfError(f"bench --members must be >= 1, got {args.members}")
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
         raise DvdfError("bench --steps and --repeats must be >= 1 and --warmup >= 0")
     import torch
@@ -43,7 +52,9 @@ def handle(args: argparse.Namespace) -> int:
     from dvdf.commands._common import print_json
 
     result = run_benchmark(args.threads, args.steps, args.warmup, args.repeats, args.device,
-                           simulation=not args.no_simulation)
+                           simulation=not args.no_simulation, members=args.members,
+                           compile_modes=(False, True) if args.compile else (False,),
+                           evaluation=not args.no_evaluation)
     if args.json:
         print_json(result)
         return 0
@@ -53,6 +64,14 @@ def handle(args: argparse.Namespace) -> int:
     for n in result["train_step_per_s"]:
         print(f"{n:>8} {result['train_step_per_s'][n]:>14.1f} {result['train_step_per_cpu_s'][n]:>12.1f} "
               f"{result['contrastive_step_per_s'][n]:>20.1f} {result['contrastive_step_per_cpu_s'][n]:>12.1f}")
+    for n, by_k in result["members"].items():
+        for k, modes in by_k.items():
+            for mode, rates in modes.items():
+                print(f"{n:>8} threads, K={k:>3} members, {mode:>8}: {rates['steps_per_s']:>8.1f} steps/s per member, "
+                      f"{rates['member_steps_per_s']:>8.1f} seed-steps/s in total")
+    for n, ev in (result["evaluation"] or {}).items():
+        print(f"{n:>8} threads: {ev['episodes']} hopper episodes ({ev['env_steps']} env steps) in "
+              f"{ev['evaluator_s']:.2f} s; step-by-step loop {ev['step_by_step_s']:.2f} s ({ev['speedup']:.2f}x)")
     sim = result["simulation"]
     if sim:
         print(f"{sim['domain']}: build (cached XML) {sim['domain_build_s'] * 1000:.1f} ms; replay-check of "

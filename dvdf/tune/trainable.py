@@ -85,7 +85,7 @@ def train_trial(config: dict, *, sweep: Sweep, report: Optional[ReportFn] = None
         if restored is not None:
             for seed in seeds:
                 _restore_metrics_log(restored / seed_dir(seed), workdir / seed_dir(seed))
-        if sweep.spec.batch_seeds and not uses_behavior_vae(configs[seeds[0]]):
+        if sweep.spec.batch_seeds and len(seeds) > 1 and not uses_behavior_vae(configs[seeds[0]]):
             run = run_experiment(configs[seeds[0]], resume=restored / BATCHED_DIR if restored else None,
                                  out_dir=workdir, seeds=seeds)
             rounds = ({BATCHED_DIR: r} for r in run)
