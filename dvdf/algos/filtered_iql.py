@@ -13,8 +13,8 @@ Per step (METHOD.md), from a source batch of B and a target batch:
 The actor learning rate is cosine-annealed to 0 over ``iql.steps``. All three networks share ONE
 Adam (two parameter groups: critics at ``iql.lr``, actor at the annealed rate): one fused optimiser
 call per step instead of three (Adam is per-element, so this is exactly three separate Adams).
-With ``iql.compile`` the forward pass and the losses (and, through AOTAutograd, their backward)
-run as one ``torch.compile``d graph; sampling, selection and the optimiser stay eager.
+With ``iql.compile`` the selection, the forward pass and the losses (and, through AOTAutograd,
+their backward) run as one ``torch.compile``d graph; sampling and the optimiser stay eager.
 
 Everything inside ``update`` is tensor work on the device: no ``.item()``, no branching on tensor
 values; the kept count is a Python int from the config, so every step has the same shapes.
@@ -129,12 +129,12 @@ class FilteredIQL:
             self.optimizer, [_constant_rate, _CosineRate(iql_cfg.steps)])
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seeds[0])
         self.step = 0
-        self._losses = self._iql_losses
+        self._forward = self._selected_losses
         if iql_cfg.compile:
             # cpp_wrapper: the compiled graph's kernel calls run from C++, not Python - on CPU the
             # per-op call overhead is a visible share of a step of these small networks.
             options = {"cpp_wrapper": True} if self.device.type == "cpu" else {}
-            self._losses = torch.compile(self._iql_losses, dynamic=False, options=options)
+            self._forward = torch.compile(self._selected_losses, dynamic=False, options=options)
 
     @property
     def critic_lr(self) -> float:
@@ -177,22 +177,39 @@ class FilteredIQL:
         otdf methods) for filtered methods and 'advantage' (A) for dvdf-* methods. It is ignored
         (may be None) for iql-target. Rewards and dones are float tensors shaped like the batch.
         """
+        if self.filter.uses_source and source is None:
+            raise ValueError(f"method {self.filter.method!r} needs a source batch")
+        total, pred_action, obs, info = self._forward(source if self.filter.uses_source else None, target)
+        if self.behavior_vae is not None:
+            # Outside the compiled graph: it draws from a torch.Generator.
+            penalty = behavior_log_prob_penalty(self.behavior_vae, obs, pred_action, self.noise_generator).mean(-1)
+            total = total + self.constraint_weight * penalty.sum()
+            info["behavior_nll"] = penalty.detach()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        polyak_update(self.q_target.parameters(), self.q.parameters(), self.cfg.polyak)
+        self.step += 1
+        return info
+
+    def _selected_losses(self, source: Optional[Batch], target: Batch) -> tuple[Tensor, Tensor, Tensor, dict]:
+        """Selection, the IQL batch and its losses: (summed loss, pi(s), s, info). Compiled as one
+        static-shape graph with ``iql.compile`` (the kept count is fixed by the config)."""
         info: dict[str, Tensor] = {}
-        if self.filter.uses_source:
-            if source is None:
-                raise ValueError(f"method {self.filter.method!r} needs a source batch")
+        if source is not None:
             kept, source_weight, select_info = self.select_source(source)
             info.update(select_info)
-            kept_count = kept["rewards"].shape[-1]
-            share = kept_count / source["rewards"].shape[-1]
+            share = kept["rewards"].shape[-1] / source["rewards"].shape[-1]
             info["kept_fraction"] = torch.full_like(source_weight[..., 0], share)
             batch = _concat(kept, target)
             weight = None if self.filter.method == "iql-mix" else torch.cat(
                 [source_weight, torch.ones_like(target["rewards"])], dim=-1)
         else:
             batch, weight = target, None
-        info.update(self._iql_step(batch, weight))
-        return info
+        total, pred_action, loss_info = self._iql_losses(batch, weight)
+        info.update(loss_info)
+        return total, pred_action, batch["observations"], info
 
     def _iql_losses(self, batch: Batch, weight: Optional[Tensor]) -> tuple[Tensor, Tensor, dict]:
         """(V + Q + AWR loss summed over members, the policy's deterministic action, info)."""
@@ -214,22 +231,6 @@ class FilteredIQL:
         total = (v_loss + q_loss + actor_loss).sum()
         return total, pred_action, {**v_info, **q_info, **actor_info, "advantage_mean": advantage.mean(-1),
                                     "target_q_mean": target_q.mean(-1)}
-
-    def _iql_step(self, batch: Batch, weight: Optional[Tensor]) -> dict[str, Tensor]:
-        total, pred_action, info = self._losses(batch, weight)
-        if self.behavior_vae is not None:
-            # Outside the compiled graph: it draws from a torch.Generator.
-            penalty = behavior_log_prob_penalty(self.behavior_vae, batch["observations"], pred_action,
-                                                self.noise_generator).mean(-1)
-            total = total + self.constraint_weight * penalty.sum()
-            info["behavior_nll"] = penalty.detach()
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        polyak_update(self.q_target.parameters(), self.q.parameters(), self.cfg.polyak)
-        self.step += 1
-        return info
 
     # ----------------------------------------------------------------------------------------- acting
     @torch.no_grad()
