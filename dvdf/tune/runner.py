@@ -24,8 +24,10 @@ s3:// / gs:// URI; name: the sweep's ``name``, default the YAML file's stem)::
         progress.csv          normalized_score_std, normalized_score_seed<N>, step, finished,
                             training statistics averaged over seeds, Ray's bookkeeping
         events.out.tfevents.*   TensorBoard: scalars ray/tune/<metric>, HParams (all trial values)
-        checkpoint_NNNNNN/seed_<N>/experiment_state.pt   the latest checkpoint of every seed run
-        seed_<N>/           the seed run's own files (run_experiment's out_dir): config.yaml,
+        checkpoint_NNNNNN/  the latest checkpoint: members/experiment_state.pt (the seeds as one
+                            batched model, batch_seeds) or seed_<N>/experiment_state.pt (one per
+                            seed run), plus a copy of every seed_<N>/metrics.jsonl
+        seed_<N>/           each seed's own files (member or run of run_experiment): config.yaml,
                             metrics.jsonl, tb/ (TensorBoard losses, statistics, histograms)
         error.txt           only if the trial failed (Ray's traceback)
 
