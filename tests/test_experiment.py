@@ -145,6 +145,21 @@ def test_train_cli_writes_results_and_resumes(tiny_data_dir, tmp_path):
     assert resumed.returncode == 0 and "already complete" in resumed.stderr
 
 
+def test_train_cli_batched_seeds(tiny_data_dir, tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("name: tiny\n")
+    sets = sum((["--set", o] for o in tiny_experiment_overrides(tiny_data_dir, tmp_path / "cache")), [])
+    out = tmp_path / "run"
+    done = run_cli("train", str(cfg), *sets, "--out", str(out), "--no-progress", "--seeds", "3,4")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["seeds"]) == {"3", "4"} and "seed" not in summary
+    for seed in (3, 4):
+        assert len((out / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines()) == 2
+    bad = run_cli("train", str(cfg), "--seeds", "3,3")
+    assert bad.returncode == 2 and "distinct seeds" in bad.stderr
+
+
 @pytest.mark.parametrize("override, message", [
     ("filter.tradeoff=1.7", "filter.tradeoff (lambda) must be in [0, 1], got 1.7"),
     ("data.source_domain=hopper-wobbly", "hopper-wobbly"),
