@@ -129,20 +129,15 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
 
 def measure_evaluation(threads: int, device: str = "cpu", episodes: int = 10, domain: str = "hopper") -> dict:
     """Seconds for ``episodes`` full-length episodes: the Evaluator vs a step-by-step loop."""
-    import numpy as np
-    import torch
-
+    from dvdf.data.rollout import deterministic_actor
     from dvdf.envs import get_domain, make_env
     from dvdf.evaluation import Evaluator
     from dvdf.nets import TanhGaussianPolicy, seeded_generators
 
     spec = get_domain(domain)
     policy = TanhGaussianPolicy(spec.obs_dim, spec.act_dim, generators=seeded_generators(0)).to(device)
+    act = deterministic_actor(policy, device)
     env_kwargs = {"terminate_when_unhealthy": False}
-
-    @torch.no_grad()
-    def act(obs: np.ndarray) -> np.ndarray:
-        return policy.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
     env = make_env(domain, **env_kwargs)
     start = time.perf_counter()

@@ -62,7 +62,8 @@ class Evaluator:
         self._envs = [make_env(domain, d4rl_compat, **(env_kwargs or {})).unwrapped
                       for _ in range(episodes * members)]
         count = max(1, min(int(threads), len(self._envs)))
-        self._slices = [slice(i, None, count) for i in range(count)]
+        # Thread t steps envs t, t + count, ...: interleaved, so each thread gets live episodes.
+        self._parts = [np.arange(t, len(self._envs), count) for t in range(count)]
         self._pool = ThreadPoolExecutor(count, thread_name_prefix="dvdf-eval") if count > 1 else None
 
     def __call__(self, act: ActFn, seed: int) -> EvalResult:
@@ -102,9 +103,8 @@ class Evaluator:
         return results
 
     def _step_all(self, actions, obs, returns, lengths, running) -> None:
-        def step_slice(part: slice) -> None:
-            indices = np.arange(len(self._envs))[part]
-            for i in indices[running[part]]:
+        def step_part(indices: np.ndarray) -> None:
+            for i in indices[running[indices]]:
                 observation, reward, terminated, _, _ = self._envs[i].step(actions[i])
                 obs[i] = observation
                 returns[i] += reward
@@ -112,9 +112,9 @@ class Evaluator:
                 running[i] = not terminated      # each index is written by one thread only
 
         if self._pool is None:
-            step_slice(self._slices[0])
+            step_part(self._parts[0])
         else:
-            for future in [self._pool.submit(step_slice, part) for part in self._slices]:
+            for future in [self._pool.submit(step_part, part) for part in self._parts]:
                 future.result()
 
     def close(self) -> None:

@@ -147,7 +147,7 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
     batched = seeds is not None
     run_seeds = _check_seeds(seeds) if batched else [config.seed]
     constraint = _constraint_weight(config)
-    if batched and constraint > 0:
+    if batched and not seeds_can_be_batched(config):
         raise DvdfError("filter.method otdf: its behaviour-VAE constraint is fitted per seed and cannot be "
                         "batched; train seeds separately or set filter.otdf_constraint_weight: 0")
     retain_freed_memory()  # keep freed step buffers in the heap instead of page-faulting them back
@@ -251,6 +251,11 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seeds_can_be_batched(config: ExperimentConfig) -> bool:
+    """False for OTDF with its dataset constraint: its behaviour VAE is fitted per seed."""
+    return _constraint_weight(config) == 0
 
 
 def _constraint_weight(config: ExperimentConfig) -> float:

@@ -2,19 +2,14 @@
 
 import numpy as np
 import pytest
-import torch
 
+from dvdf.data.rollout import deterministic_actor
 from dvdf.evaluation import Evaluator
 from dvdf.nets import TanhGaussianPolicy, seeded_generators
 
 
 def policy_fn(seed: int):
-    policy = TanhGaussianPolicy(11, 3, hidden=32, generators=seeded_generators(seed))
-
-    @torch.no_grad()
-    def act(obs: np.ndarray) -> np.ndarray:
-        return policy.deterministic(torch.as_tensor(obs)).numpy()
-    return act
+    return deterministic_actor(TanhGaussianPolicy(11, 3, hidden=32, generators=seeded_generators(seed)))
 
 
 def test_threads_and_members_give_the_single_evaluation():

@@ -64,7 +64,7 @@ def train_trial(config: dict, *, sweep: Sweep, report: Optional[ReportFn] = None
     :func:`dvdf.tune.spec.trial_config`). ``report`` replaces ``tune.report`` (tests inject
     failures through it).
     """
-    from dvdf.experiment import run_experiment  # heavy (torch, mujoco): import in the worker only
+    from dvdf.experiment import run_experiment, seeds_can_be_batched  # heavy: import in the worker only
 
     # Ray logs every checkpoint at INFO from the worker; one line per evaluation drowns the output.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -85,7 +85,7 @@ def train_trial(config: dict, *, sweep: Sweep, report: Optional[ReportFn] = None
         if restored is not None:
             for seed in seeds:
                 _restore_metrics_log(restored / seed_dir(seed), workdir / seed_dir(seed))
-        if sweep.spec.batch_seeds and len(seeds) > 1 and not uses_behavior_vae(configs[seeds[0]]):
+        if sweep.spec.batch_seeds and len(seeds) > 1 and seeds_can_be_batched(configs[seeds[0]]):
             run = run_experiment(configs[seeds[0]], resume=restored / BATCHED_DIR if restored else None,
                                  out_dir=workdir, seeds=seeds)
             rounds = ({BATCHED_DIR: r} for r in run)
@@ -142,6 +142,5 @@ def combine_reports(reports: Iterable) -> dict[str, float]:
     from dvdf.experiment import combine_member_metrics
     reports = list(reports)
     metrics = combine_member_metrics({seed: m for r in reports for seed, m in r.members.items()})
-    metrics["step"] = int(metrics["step"])
     metrics[FINISHED] = float(all(r.done for r in reports))
     return metrics
