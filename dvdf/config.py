@@ -160,7 +160,10 @@ class IQLConfig:
     polyak: float = 0.005
     hidden: int = 256
     layers: int = 2
-    compile: bool = False        # torch.compile the forward + losses (+ backward); same math, faster
+    # torch.compile, same math: "off" (eager), "losses" (selection, forward, losses and their
+    # backward as one graph), "step" (the whole update - batch gather, selection, losses, gradients,
+    # Adam, Polyak - as one graph; on CUDA replayed as one CUDA graph). See dvdf/algos/whole_step.py.
+    compile: Literal["off", "losses", "step"] = "off"
 
     def __post_init__(self) -> None:
         _check(self.steps > 0 and self.batch_size > 0, "iql.steps and iql.batch_size must be > 0")

@@ -108,9 +108,9 @@ def validate_experiment(config: ExperimentConfig) -> None:
         if path is not None and not Path(path).expanduser().is_file():
             raise DvdfError(f"data.{key}: {path}: no such file")
     device = resolve_device(config.device)
-    if config.iql.compile and device.type == "cpu" and not _cpp_compiler():
+    if config.iql.compile != "off" and device.type == "cpu" and not _cpp_compiler():
         raise DvdfError("iql.compile: torch.compile on CPU needs a C++ compiler (g++ or clang++; set CXX), "
-                        "none found; install one or set iql.compile: false")
+                        "none found; install one or set iql.compile: off")
 
 
 def _cpp_compiler() -> Optional[str]:
@@ -139,6 +139,7 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
     its files into ``out_dir/seed_<seed>/``.
     """
     from dvdf.algos import FilteredIQL, retain_freed_memory
+    from dvdf.algos.whole_step import WholeStep
     from dvdf.data import TransitionBuffer
     from dvdf.envs import get_domain
     from dvdf.evaluation import Evaluator
@@ -185,16 +186,26 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
     bar = _progress_bar(progress, total, start_step, config.name)
     t_last, steps_since = time.perf_counter(), 0
 
-    def sample(buffer):
+    # iql.compile: step - gather to Polyak as one compiled function (after any resume: it binds
+    # the optimiser state as loaded).
+    whole_step = WholeStep(agent, source_buffer, target_buffer) if config.iql.compile == "step" else None
+
+    def indices(buffer):
         if buffer is None:
             return None
-        return buffer.sample_members(batch, samplers) if batched else buffer.sample(batch, samplers[0])
+        return buffer.member_indices(batch, samplers) if batched else buffer.sample_indices(batch, samplers[0])
+
+    def train_step():
+        source_index = indices(source_buffer)       # each sampler: source rows, then target rows
+        target_index = indices(target_buffer)
+        if whole_step is not None:
+            return whole_step(source_index, target_index)
+        source_batch = None if source_index is None else source_buffer.take(source_index)
+        return agent.update(source_batch, target_buffer.take(target_index)), source_batch
 
     try:
         for step in range(start_step + 1, total + 1):
-            source_batch = sample(source_buffer)       # each sampler: source rows, then target rows
-            target_batch = sample(target_buffer)
-            info = agent.update(source_batch, target_batch)
+            info, source_batch = train_step()
             stats.add(info, source_batch)
             steps_since += 1
             if step % every and step != total:

@@ -234,10 +234,14 @@ class BehaviorVAE(nn.Module):
     def decode(self, obs: Tensor, z: Tensor) -> Tensor:
         return self.max_action * torch.tanh(self.decoder(torch.cat([obs, z], dim=-1)))
 
-    def forward(self, obs: Tensor, act: Tensor, generator: Optional[torch.Generator] = None
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        """Reconstruction of ``act`` through a reparameterised latent sample, and q's parameters."""
+    def forward(self, obs: Tensor, act: Tensor, generator: Optional[torch.Generator] = None,
+                noise: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruction of ``act`` through a reparameterised latent sample, and q's parameters.
+
+        The standard normal ``noise`` (shaped like the latent) is drawn from ``generator`` unless given.
+        """
         mean, log_std = self.encode(obs, act)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if noise is None:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + log_std.exp() * noise
         return self.decode(obs, z), mean, log_std

@@ -13,8 +13,10 @@ Per step (METHOD.md), from a source batch of B and a target batch:
 The actor learning rate is cosine-annealed to 0 over ``iql.steps``. All three networks share ONE
 Adam (two parameter groups: critics at ``iql.lr``, actor at the annealed rate): one fused optimiser
 call per step instead of three (Adam is per-element, so this is exactly three separate Adams).
-With ``iql.compile`` the selection, the forward pass and the losses (and, through AOTAutograd,
-their backward) run as one ``torch.compile``d graph; sampling and the optimiser stay eager.
+With ``iql.compile: losses`` the selection, the forward pass and the losses (and, through
+AOTAutograd, their backward) run as one ``torch.compile``d graph; sampling and the optimiser stay
+eager. ``iql.compile: step`` compiles the whole update, batch gather to Polyak, through
+:class:`dvdf.algos.whole_step.WholeStep` (``update`` itself then runs eagerly).
 
 Everything inside ``update`` is tensor work on the device: no ``.item()``, no branching on tensor
 values; the kept count is a Python int from the config, so every step has the same shapes.
@@ -129,12 +131,12 @@ class FilteredIQL:
             self.optimizer, [_constant_rate, _CosineRate(iql_cfg.steps)])
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seeds[0])
         self.step = 0
-        self._forward = self._selected_losses
-        if iql_cfg.compile:
+        self._forward = self.selected_losses
+        if iql_cfg.compile == "losses":
             # cpp_wrapper: the compiled graph's kernel calls run from C++, not Python - on CPU the
             # per-op call overhead is a visible share of a step of these small networks.
             options = {"cpp_wrapper": True} if self.device.type == "cpu" else {}
-            self._forward = torch.compile(self._selected_losses, dynamic=False, options=options)
+            self._forward = torch.compile(self.selected_losses, dynamic=False, options=options)
 
     @property
     def critic_lr(self) -> float:
@@ -145,6 +147,10 @@ class FilteredIQL:
         return self.optimizer.param_groups[1]["lr"]
 
     # ----------------------------------------------------------------------------------------- selection
+    def kept_count(self, batch_size: int) -> int:
+        """Source rows kept from a batch of ``batch_size``: floor(B xi), or all of them for iql-mix."""
+        return batch_size if self.filter.method == "iql-mix" else keep_count(batch_size, self.filter.keep_ratio)
+
     def select_source(self, source: Batch) -> tuple[Batch, Tensor, dict]:
         """Kept source rows, their weights and selection diagnostics (method-specific, no host sync)."""
         method = self.filter.method
@@ -161,7 +167,7 @@ class FilteredIQL:
             score = combined_score(dynamics, source["advantage"], self.filter.tradeoff)   # g
         else:
             score = dynamics                                      # IGDF / OTDF: lambda = 1
-        index = top_k_indices(score, keep_count(batch_size, self.filter.keep_ratio))
+        index = top_k_indices(score, self.kept_count(batch_size))
         kept_dynamics = torch.take_along_dim(dynamics, index, dim=-1)
         kept_score = torch.take_along_dim(score, index, dim=-1)
         weight = source_weights(self.filter.weight_rule, kept_dynamics, kept_score)
@@ -182,9 +188,7 @@ class FilteredIQL:
         total, pred_action, obs, info = self._forward(source if self.filter.uses_source else None, target)
         if self.behavior_vae is not None:
             # Outside the compiled graph: it draws from a torch.Generator.
-            penalty = behavior_log_prob_penalty(self.behavior_vae, obs, pred_action, self.noise_generator).mean(-1)
-            total = total + self.constraint_weight * penalty.sum()
-            info["behavior_nll"] = penalty.detach()
+            total = total + self.constraint_penalty(obs, pred_action, info)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
@@ -193,9 +197,18 @@ class FilteredIQL:
         self.step += 1
         return info
 
-    def _selected_losses(self, source: Optional[Batch], target: Batch) -> tuple[Tensor, Tensor, Tensor, dict]:
+    def constraint_penalty(self, obs: Tensor, pred_action: Tensor, info: dict, noise: Optional[Tensor] = None
+                           ) -> Tensor:
+        """OTDF's actor constraint: weight x mean -log beta(pi(s)|s), summed over members; adds
+        ``behavior_nll`` to ``info``. The VAE's latent noise comes from ``noise_generator`` unless given."""
+        penalty = behavior_log_prob_penalty(self.behavior_vae, obs, pred_action, self.noise_generator,
+                                            noise).mean(-1)
+        info["behavior_nll"] = penalty.detach()
+        return self.constraint_weight * penalty.sum()
+
+    def selected_losses(self, source: Optional[Batch], target: Batch) -> tuple[Tensor, Tensor, Tensor, dict]:
         """Selection, the IQL batch and its losses: (summed loss, pi(s), s, info). Compiled as one
-        static-shape graph with ``iql.compile`` (the kept count is fixed by the config)."""
+        static-shape graph with ``iql.compile: losses`` (the kept count is fixed by the config)."""
         info: dict[str, Tensor] = {}
         if source is not None:
             kept, source_weight, select_info = self.select_source(source)

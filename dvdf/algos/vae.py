@@ -36,13 +36,15 @@ def vae_loss(recon: Tensor, action: Tensor, mean: Tensor, log_std: Tensor,
 
 
 def behavior_log_prob_penalty(vae: BehaviorVAE, obs: Tensor, action: Tensor,
-                              generator: Optional[torch.Generator] = None) -> Tensor:
+                              generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None
+                              ) -> Tensor:
     """-log beta(a|s) approximated by the VAE's negative ELBO, per sample.
 
     The VAE stays frozen (its parameters must have ``requires_grad=False``); gradients flow to
-    ``action`` only, which is what the OTDF actor constraint needs.
+    ``action`` only, which is what the OTDF actor constraint needs. The latent noise is drawn from
+    ``generator`` unless given (the compiled whole step draws it outside its graph).
     """
-    recon, mean, log_std = vae(obs, action, generator)
+    recon, mean, log_std = vae(obs, action, generator, noise)
     return vae_negative_elbo(recon, action, mean, log_std)
 
 

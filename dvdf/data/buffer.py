@@ -106,6 +106,10 @@ class TransitionBuffer:
         names = self._columns.keys() if names is None else names
         return {name: self._columns[name].index_select(0, indices) for name in names}
 
+    def take(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows of every column: ``(B,)`` indices give one batch, ``(K, B)`` one batch per member."""
+        return self.gather_members(indices) if indices.ndim == 2 else self.gather(indices)
+
     def sample(self, batch_size: int, generator: torch.Generator,
                names: Optional[Iterable[str]] = None) -> dict[str, torch.Tensor]:
         """A uniform minibatch of ``batch_size`` transitions (with replacement).
@@ -119,9 +123,16 @@ class TransitionBuffer:
 
         Every column is gathered; a member column gives member k its own values.
         """
+        return self.gather_members(self.member_indices(batch_size, generators))
+
+    def member_indices(self, batch_size: int, generators: list[torch.Generator]) -> torch.Tensor:
+        """``(K, B)`` uniform row indices, row k drawn from ``generators[k]``."""
         if self._member_columns and len(generators) != self.members:
             raise ValueError(f"{len(generators)} generators for a buffer of {self.members} members")
-        indices = torch.stack([self.sample_indices(batch_size, g) for g in generators])
+        return torch.stack([self.sample_indices(batch_size, g) for g in generators])
+
+    def gather_members(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows ``indices`` (``(K, B)``) of every column; a member column gives member k its own values."""
         flat = indices.reshape(-1)
         batch = {name: column.index_select(0, flat).view(*indices.shape, *column.shape[1:])
                  for name, column in self._columns.items()}

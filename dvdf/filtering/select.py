@@ -36,6 +36,7 @@ def combined_score(dynamics_score: Tensor, advantage: Tensor, tradeoff: float) -
     return tradeoff * dynamics_score + (1.0 - tradeoff) * minmax_normalize(advantage)
 
 
+@torch.compiler.assume_constant_result  # a config constant: no graph break on Fraction under compile
 def keep_count(batch_size: int, keep_ratio: float) -> int:
     """floor(B * xi), exactly: xi is read as the decimal it was written as (0.29 * 100 -> 29, not 28)."""
     return math.floor(Fraction(repr(float(keep_ratio))) * batch_size)

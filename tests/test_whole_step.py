@@ -1,0 +1,174 @@
+"""iql.compile: step - the whole update as one function: same math as the eager update, its Adam
+equals torch's, checkpoints are interchangeable with the eager path's."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from dvdf.algos.filtered_iql import FilteredIQL
+from dvdf.algos.optim import adam_step_, init_adam_state, make_adam
+from dvdf.algos.whole_step import WholeStep
+from dvdf.config import FilterConfig, IQLConfig
+from dvdf.data import TransitionBuffer
+from dvdf.nets import BehaviorVAE, seeded_generators
+
+OBS, ACT, B, POOL = 5, 2, 32, 300
+IQL = IQLConfig(hidden=32, steps=50)
+
+
+def pool(gen: torch.Generator, source: bool, members=None) -> TransitionBuffer:
+    columns = {"observations": torch.randn(POOL, OBS, generator=gen),
+               "actions": torch.rand(POOL, ACT, generator=gen) * 2 - 1,
+               "rewards": torch.randn(POOL, generator=gen),
+               "next_observations": torch.randn(POOL, OBS, generator=gen),
+               "dones": (torch.rand(POOL, generator=gen) < 0.1).float()}
+    if source:
+        columns["provenance"] = torch.randint(2, (POOL,), generator=gen)
+    buffer = TransitionBuffer(columns)
+    if source:
+        lead = (POOL,) if members is None else (members, POOL)
+        score, advantage = torch.rand(*lead, generator=gen) * 2 - 1, torch.randn(*lead, generator=gen)
+        if members is None:
+            buffer.add_column("dyn_score", score)
+            buffer.add_column("advantage", advantage)
+        else:
+            buffer.add_member_column("dyn_score", score)
+            buffer.add_member_column("advantage", advantage)
+    return buffer
+
+
+def make_agent(method: str, members=None, **iql) -> FilteredIQL:
+    extra = {}
+    if method == "otdf":
+        vae = BehaviorVAE(OBS, ACT, hidden=16, generators=seeded_generators(0)).requires_grad_(False)
+        extra = {"behavior_vae": vae, "constraint_weight": 0.1}
+    return FilteredIQL(OBS, ACT, IQLConfig(hidden=32, steps=50, **iql), FilterConfig(method=method), "cpu",
+                       seed=4, members=members, **extra)
+
+
+def draw(buffer: TransitionBuffer, gen: torch.Generator, members) -> torch.Tensor:
+    if members is None:
+        return buffer.sample_indices(B, gen)
+    return buffer.member_indices(B, [gen] * members)
+
+
+def tensors(agent: FilteredIQL) -> list[torch.Tensor]:
+    nets = [p for net in (agent.q, agent.q_target, agent.v, agent.policy) for p in net.parameters()]
+    state = [t for s in agent.optimizer.state.values() for t in s.values()]
+    return [t.detach().clone() for t in (*nets, *state)]
+
+
+def run_both(method: str, members=None, steps: int = 6, compiled: bool = False):
+    """The eager update and the whole step on identical batches: their infos, side by side."""
+    gen = torch.Generator().manual_seed(1)
+    source, target = pool(gen, True, members), pool(gen, False)
+    eager, whole_agent = make_agent(method, members), make_agent(method, members)
+    whole = WholeStep(whole_agent, source, target, compiled=compiled)
+    infos = []
+    for _ in range(steps):
+        si, ti = draw(source, gen, members), draw(target, gen, members)
+        eager_info = eager.update(source.take(si), target.take(ti))
+        whole_info, diagnostics = whole(si, ti)
+        if method == "iql-target":
+            assert diagnostics is None
+        else:
+            assert torch.equal(diagnostics["dyn_score"], source.take(si)["dyn_score"])
+            assert torch.equal(diagnostics["provenance"], source.take(si)["provenance"])
+        infos.append((eager_info, whole_info))
+    return eager, whole_agent, infos
+
+
+def assert_same(eager_info, whole_info, rtol=1e-5, atol=1e-6):
+    assert eager_info.keys() == whole_info.keys()
+    for key, value in eager_info.items():
+        if value.dtype == torch.bool:
+            assert torch.equal(value, whole_info[key]), key
+        else:
+            torch.testing.assert_close(whole_info[key], value, rtol=rtol, atol=atol, msg=key)
+
+
+@pytest.mark.parametrize("method,members", [("dvdf-igdf", None), ("dvdf-igdf", 3), ("iql-target", None),
+                                            ("iql-mix", None), ("otdf", None)])
+def test_whole_step_matches_the_eager_update(method, members):
+    eager, whole, infos = run_both(method, members)
+    for eager_info, whole_info in infos:
+        assert_same(eager_info, whole_info)
+    for a, b in zip(tensors(eager), tensors(whole)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert whole.step == eager.step == 6
+    assert whole.actor_lr == eager.actor_lr
+
+
+def test_compiled_whole_step_matches_the_eager_update():
+    """One static graph (batched members, so selection, member columns and all losses are in it)."""
+    eager, whole, infos = run_both("dvdf-igdf", members=2, steps=4, compiled=True)
+    for eager_info, whole_info in infos:
+        assert_same(eager_info, whole_info, rtol=1e-4, atol=1e-5)
+    for a, b in zip(tensors(eager), tensors(whole)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_are_interchangeable_with_the_eager_path():
+    """A whole-step agent's state_dict resumes eagerly and vice versa (a reloaded optimiser state is
+    picked up by the whole step)."""
+    gen = torch.Generator().manual_seed(2)
+    source, target = pool(gen, True), pool(gen, False)
+    batches = [(draw(source, gen, None), draw(target, gen, None)) for _ in range(6)]
+    reference = make_agent("dvdf-igdf")
+    for si, ti in batches:
+        reference.update(source.gather(si), target.gather(ti))
+
+    whole_agent = make_agent("dvdf-igdf")
+    whole = WholeStep(whole_agent, source, target, compiled=False)
+    for si, ti in batches[:3]:
+        whole(si, ti)
+    eager_agent = make_agent("dvdf-igdf")
+    eager_agent.load_state_dict(copy.deepcopy(whole_agent.state_dict()))
+    for si, ti in batches[3:]:
+        eager_agent.update(source.gather(si), target.gather(ti))
+    for a, b in zip(tensors(reference), tensors(eager_agent)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+    # Deep copies: torch's Optimizer.load_state_dict keeps (aliases) tensors that already match.
+    whole_agent.load_state_dict(copy.deepcopy(reference.state_dict()))   # rewinds to step 6
+    eager_agent.load_state_dict(copy.deepcopy(reference.state_dict()))
+    si, ti = draw(source, gen, None), draw(target, gen, None)
+    whole(si, ti)
+    eager_agent.update(source.gather(si), target.gather(ti))
+    for a, b in zip(tensors(eager_agent), tensors(whole_agent)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_step_is_torch_adam():
+    """adam_step_ on the optimiser's own state, with a changing learning rate, tracks torch's fused Adam."""
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.nn.Parameter(torch.randn(7, 5, generator=gen)), torch.nn.Parameter(torch.randn(5, generator=gen))]
+    mine = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    reference, optimizer = make_adam(params, 1e-2), make_adam(mine, 1e-2)
+    init_adam_state(optimizer)
+    states = [optimizer.state[p] for p in mine]
+    for step in range(20):
+        lr = 1e-2 * (1 - step / 20)
+        grads = [torch.randn(p.shape, generator=gen) for p in params]
+        for p, g in zip(params, grads):
+            p.grad = g
+        reference.param_groups[0]["lr"] = lr
+        reference.step()
+        with torch.no_grad():
+            adam_step_(mine, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                       [s["step"] for s in states], torch.tensor(lr, dtype=torch.float64), 0.9, 0.999, 1e-8)
+    for a, b in zip(params, mine):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    for p, q in zip(params, mine):
+        for key, value in reference.state[p].items():
+            other = optimizer.state[q][key]
+            assert (other.dtype, other.device, other.shape) == (value.dtype, value.device, value.shape), key
+            torch.testing.assert_close(other, value, rtol=1e-6, atol=1e-7)
+
+
+def test_a_source_method_needs_a_source_buffer():
+    with pytest.raises(ValueError, match="source buffer"):
+        WholeStep(make_agent("igdf"), None, pool(torch.Generator().manual_seed(0), False), compiled=False)
