@@ -29,6 +29,7 @@ from typing import Callable, Optional, Sequence
 
 OBS_DIM, ACT_DIM, BATCH = 11, 3, 128   # hopper
 POOL = 4096                            # transitions per random pool
+MODE_LABELS = {"off": "eager", "losses": "compiled_losses", "step": "compiled_step"}   # iql.compile -> key
 
 
 def _random_transitions(n: int, device, generator) -> dict:
@@ -65,18 +66,20 @@ def _time_steps(step: Callable[[], None], steps: int, warmup: int, repeats: int,
 
 
 def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "cpu",
-            members: Sequence[int] = (), compile_modes: Sequence[bool] = (False,),
+            members: Sequence[int] = (), compile_modes: Sequence[str] = ("off",),
             evaluation: bool = False) -> dict:
     """The throughputs with ``threads`` intra-op threads in THIS process.
 
-    ``members``: also time the batched step for these K (steps scaled down as 1/K, at least 20),
-    eagerly and/or compiled per ``compile_modes``.
+    ``members``: also time the batched step for these K (steps scaled down as 1/K, at least 20), in
+    each of ``compile_modes`` (``iql.compile`` values; reported under :data:`MODE_LABELS`).
     """
     import torch
 
     from dvdf.algos.filtered_iql import FilteredIQL
     from dvdf.algos.runtime import retain_freed_memory
+    from dvdf.algos.whole_step import WholeStep
     from dvdf.config import FilterConfig, IQLConfig, ScorerConfig
+    from dvdf.data import TransitionBuffer
     from dvdf.filtering.contrastive import ContrastiveScorer, contrastive_update, make_contrastive_optimizer
 
     retain_freed_memory()   # as the experiment process does; see dvdf.algos.runtime
@@ -87,34 +90,41 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
     source = _random_transitions(POOL, dev, gen)
     target = _random_transitions(POOL, dev, gen)
 
-    def draw(data: dict, n: int, k: Optional[int] = None) -> dict:
-        shape = (n,) if k is None else (k, n)
-        idx = torch.randint(POOL, shape, generator=gen, device=dev)
-        return {key: v[idx] for key, v in data.items()}
+    source_buffer, target_buffer = TransitionBuffer(source), TransitionBuffer(target)
 
-    def time_agent(k: Optional[int], compiled: bool, n_steps: int) -> tuple[float, float]:
-        agent = FilteredIQL(OBS_DIM, ACT_DIM, IQLConfig(compile=compiled), FilterConfig(method="dvdf-igdf"),
+    def time_agent(k: Optional[int], mode: str, n_steps: int) -> tuple[float, float]:
+        """The experiment loop's step: draw row indices per member, then update (iql.compile ``mode``)."""
+        agent = FilteredIQL(OBS_DIM, ACT_DIM, IQLConfig(compile=mode), FilterConfig(method="dvdf-igdf"),
                             dev, seed=0, members=k)
-        return _time_steps(lambda: agent.update(draw(source, BATCH, k), draw(target, BATCH, k)),
+        samplers = [torch.Generator(device=dev).manual_seed(i) for i in range(k or 1)]
+
+        def indices(buffer):
+            return buffer.sample_indices(BATCH, samplers[0]) if k is None else buffer.member_indices(BATCH, samplers)
+
+        if mode == "step":
+            whole = WholeStep(agent, source_buffer, target_buffer)
+            return _time_steps(lambda: whole(indices(source_buffer), indices(target_buffer)),
+                               n_steps, warmup, repeats, sync)
+        return _time_steps(lambda: agent.update(source_buffer.take(indices(source_buffer)),
+                                                target_buffer.take(indices(target_buffer))),
                            n_steps, warmup, repeats, sync)
 
-    train, train_cpu = time_agent(None, False, steps)
+    train, train_cpu = time_agent(None, "off", steps)
     by_members: dict[str, dict] = {}
     for k in members:
         n_steps = max(20, steps // k)
         by_members[str(k)] = {}
-        for compiled in compile_modes:
-            rate, _ = time_agent(None if k == 1 else k, compiled, n_steps)   # K=1: the single-model path
-            by_members[str(k)]["compiled" if compiled else "eager"] = {
-                "steps_per_s": rate, "member_steps_per_s": rate * k}
+        for mode in compile_modes:
+            rate, _ = time_agent(None if k == 1 else k, mode, n_steps)   # K=1: the single-model path
+            by_members[str(k)][MODE_LABELS[mode]] = {"steps_per_s": rate, "member_steps_per_s": rate * k}
 
     cfg = ScorerConfig()
     scorer = ContrastiveScorer(OBS_DIM, ACT_DIM, cfg.embed_dim, cfg.hidden, seed=0).to(dev)
     optimizer = make_contrastive_optimizer(scorer, cfg.contrastive_lr)
 
     def contrastive_step() -> None:
-        t_batch = draw(target, cfg.contrastive_batch)
-        s_next = draw(source, cfg.contrastive_batch - 1)["next_observations"]
+        t_batch = target_buffer.sample(cfg.contrastive_batch, gen)
+        s_next = source_buffer.sample(cfg.contrastive_batch - 1, gen, ["next_observations"])["next_observations"]
         contrastive_update(scorer, optimizer, t_batch["observations"], t_batch["actions"],
                            t_batch["next_observations"], s_next)
 
@@ -195,7 +205,7 @@ def measure_simulation(domain: str = "hopper-kinematic", transitions: int = 5000
 
 def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int = 50, repeats: int = 3,
                   device: str = "cpu", simulation: bool = True, members: Sequence[int] = (),
-                  compile_modes: Sequence[bool] = (False,), evaluation: bool = True) -> dict:
+                  compile_modes: Sequence[str] = ("off",), evaluation: bool = True) -> dict:
     """Measure each thread count in a fresh subprocess; one result object for ``dvdf bench --json``."""
     import torch
 
@@ -206,7 +216,7 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
     for n in threads:
         cmd = [sys.executable, "-m", "dvdf.bench", "--worker", "--threads", str(n), "--steps", str(steps),
                "--warmup", str(warmup), "--repeats", str(repeats), "--device", device,
-               "--members", *map(str, members), "--compile-modes", *("1" if c else "0" for c in compile_modes)]
+               "--members", *map(str, members), "--compile-modes", *compile_modes]
         if evaluation:
             cmd.append("--evaluation")
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -265,11 +275,11 @@ def _worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--members", type=int, nargs="*", default=[])
-    parser.add_argument("--compile-modes", type=int, nargs="*", default=[0])
+    parser.add_argument("--compile-modes", nargs="*", choices=list(MODE_LABELS), default=["off"])
     parser.add_argument("--evaluation", action="store_true")
     args = parser.parse_args(argv)
     print(json.dumps(measure(args.threads, args.steps, args.warmup, args.repeats, args.device, args.members,
-                             [bool(c) for c in args.compile_modes], args.evaluation)))
+                             args.compile_modes, args.evaluation)))
     return 0
 
 

@@ -128,7 +128,8 @@ def test_compiled_whole_step_runs_like_eager_and_resumes_exactly(tiny_data_dir, 
     """iql.compile: step (batched seeds): the eager run's numbers within float tolerance; a resume
     in the same mode is bit-for-bit, and its checkpoint resumes eagerly too."""
     config = config_for(tiny_data_dir, tmp_path / "cache", extra=["iql.steps=200", "eval.episodes=3"])
-    compiled = config_for(tiny_data_dir, tmp_path / "cache", extra=["iql.steps=200", "eval.episodes=3", "iql.compile=step"])
+    compiled = config_for(tiny_data_dir, tmp_path / "cache",
+                          extra=["iql.steps=200", "eval.episodes=3", "iql.compile=step"])
     eager_run = [r.members for r in run_experiment(config, seeds=[1, 2])]
     run = run_experiment(compiled, seeds=[1, 2])
     first = next(run)
@@ -185,6 +186,7 @@ def test_train_cli_batched_seeds(tiny_data_dir, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("filter.tradeoff=1.7", "filter.tradeoff (lambda) must be in [0, 1], got 1.7"),
     ("data.source_domain=hopper-wobbly", "hopper-wobbly"),
+    ("iql.compile=true", "'iql.compile' must be one of 'off', 'losses', 'step'"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(tmp_path, override, message):
     cfg = tmp_path / "exp.yaml"

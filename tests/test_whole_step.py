@@ -172,3 +172,29 @@ def test_adam_step_is_torch_adam():
 def test_a_source_method_needs_a_source_buffer():
     with pytest.raises(ValueError, match="source buffer"):
         WholeStep(make_agent("igdf"), None, pool(torch.Generator().manual_seed(0), False), compiled=False)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_no_host_synchronisation_inside_a_step(whole, monkeypatch):
+    """Neither the eager update nor the whole step reads a tensor value on the host (no .item(), no
+    Python branching on a tensor): every such read raises while a step runs (its function eagerly,
+    so every op runs through Python)."""
+    gen = torch.Generator().manual_seed(5)
+    source, target = pool(gen, True, 2), pool(gen, False)
+    agent = make_agent("dvdf-igdf", members=2)
+    step = WholeStep(agent, source, target, compiled=False) if whole else None
+    si, ti = draw(source, gen, 2), draw(target, gen, 2)
+    source_batch, target_batch = source.take(si), target.take(ti)
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host inside the step")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    for _ in range(2):
+        if whole:
+            step(si, ti)
+        else:
+            agent.update(source_batch, target_batch)
+    monkeypatch.undo()
+    assert agent.step == 2

@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     parser.add_argument("--members", type=int, nargs="+", default=[], metavar="K",
                         help="also time K seeds as one batched model, e.g. --members 1 8 32")
     parser.add_argument("--compile", action="store_true",
-                        help="time the --members steps compiled (iql.compile) as well as eager")
+                        help="time the --members steps compiled as well as eager: iql.compile losses "
+                             "(forward, losses, backward) and step (the whole update)")
     parser.add_argument("--no-evaluation", action="store_true", help="skip the evaluation timing")
     parser.add_argument("--no-simulation", action="store_true",
                         help="skip the domain-build and replay-check timings")
@@ -53,7 +54,7 @@ def handle(args: argparse.Namespace) -> int:
 
     result = run_benchmark(args.threads, args.steps, args.warmup, args.repeats, args.device,
                            simulation=not args.no_simulation, members=args.members,
-                           compile_modes=(False, True) if args.compile else (False,),
+                           compile_modes=("off", "losses", "step") if args.compile else ("off",),
                            evaluation=not args.no_evaluation)
     if args.json:
         print_json(result)
@@ -67,7 +68,7 @@ def handle(args: argparse.Namespace) -> int:
     for n, by_k in result["members"].items():
         for k, modes in by_k.items():
             for mode, rates in modes.items():
-                print(f"{n:>8} threads, K={k:>3} members, {mode:>8}: {rates['steps_per_s']:>8.1f} steps/s per member, "
+                print(f"{n:>8} threads, K={k:>3} members, {mode:>15}: {rates['steps_per_s']:>8.1f} steps/s per member, "
                       f"{rates['member_steps_per_s']:>8.1f} seed-steps/s in total")
     for n, ev in (result["evaluation"] or {}).items():
         print(f"{n:>8} threads: {ev['episodes']} hopper episodes ({ev['env_steps']} env steps) in "
