@@ -210,3 +210,12 @@ def test_bench_cli_reports_members_and_evaluation():
     assert evaluation["env_steps"] == 10_000 and evaluation["evaluator_s"] > 0
     bad = run_cli("bench", "--members", "0")
     assert bad.returncode == 2 and "--members" in bad.stderr
+
+
+def test_bench_times_the_compiled_whole_step():
+    """The bench's compiled path is the experiment's: WholeStep on batched members."""
+    from dvdf.bench import measure
+
+    result = measure(threads=1, steps=2, warmup=1, repeats=1, members=[2], compile_modes=("step",))
+    rates = result["members"]["2"]["compiled_step"]
+    assert rates["steps_per_s"] > 0 and rates["member_steps_per_s"] == pytest.approx(2 * rates["steps_per_s"])
