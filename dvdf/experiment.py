@@ -5,8 +5,11 @@ Tune trainable is a thin wrapper around it. It yields an :class:`EvalReport` aft
 evaluation; ``report.save(dir)`` writes a checkpoint from which ``run_experiment(config,
 resume=dir)`` continues bit-for-bit (same metrics as an uninterrupted run on CPU).
 
-Hot loop: batches are sampled on the device with a seeded ``torch.Generator``; training
-statistics are summed on the device and read back once per evaluation (no per-step host sync).
+Hot loop: row indices are drawn on the device with a seeded ``torch.Generator`` per seed; the
+update runs eagerly (``FilteredIQL.update`` on the gathered batches) or, with ``iql.compile: step``,
+as one compiled function from the indices (:class:`~dvdf.algos.whole_step.WholeStep`) - both draw
+the same rows. Training statistics are summed on the device and read back once per evaluation
+(no per-step host sync).
 """
 
 from __future__ import annotations
