@@ -77,12 +77,16 @@ class WholeStep:
         agent: the learner; its tensors are updated in place.
         source: the source buffer (None for iql-target); member columns if the agent has members.
         target: the target buffer.
+        cuda_graphs: compile for CUDA-graph replay (static addresses for the optimiser state,
+            ``mode="reduce-overhead"``); default: on CUDA devices. On CPU inductor skips the graph
+            capture itself, so a CPU test runs every other line of the CUDA set-up.
 
     Create it after any ``agent.load_state_dict``: a reloaded optimiser state is picked up, but
     only by rebinding (and, compiled, recompiling) on the next call.
     """
 
-    def __init__(self, agent: FilteredIQL, source, target, compiled: bool = True):
+    def __init__(self, agent: FilteredIQL, source, target, compiled: bool = True,
+                 cuda_graphs: Optional[bool] = None):
         if agent.filter.uses_source and source is None:
             raise ValueError(f"method {agent.filter.method!r} needs a source buffer")
         self.agent = agent
@@ -90,15 +94,15 @@ class WholeStep:
         self.target = target
         self.networks = _TrainedNetworks(agent)
         self.device = agent.device
+        self.cuda_graphs = compiled and (self.device.type == "cuda" if cuda_graphs is None else cuda_graphs)
         init_adam_state(agent.optimizer)
         self.groups: list[_AdamGroup] = []
         self._bind_optimizer()
         self._fn = self._update
-        if compiled:
-            if self.device.type == "cuda":
-                self._fn = torch.compile(self._update, mode="reduce-overhead", dynamic=False)
-            else:  # as FilteredIQL's "losses" mode: kernel calls from C++, not Python
-                self._fn = torch.compile(self._update, dynamic=False, options={"cpp_wrapper": True})
+        if self.cuda_graphs:
+            self._fn = torch.compile(self._update, mode="reduce-overhead", dynamic=False)
+        elif compiled:  # as FilteredIQL's "losses" mode: kernel calls from C++, not Python
+            self._fn = torch.compile(self._update, dynamic=False, options={"cpp_wrapper": True})
 
     def _bind_optimizer(self) -> None:
         optimizer = self.agent.optimizer
@@ -114,7 +118,7 @@ class WholeStep:
                 exp_avgs=[s["exp_avg"] for s in states], exp_avg_sqs=[s["exp_avg_sq"] for s in states],
                 steps=[s["step"] for s in states], lr=lr, beta1=group["betas"][0], beta2=group["betas"][1],
                 eps=group["eps"]))
-        if self.device.type == "cuda":
+        if self.cuda_graphs:
             # Tensors the graph mutates (or reads after an eager refill) must keep their address
             # across replays; parameters are static already.
             for g in self.groups:
@@ -132,7 +136,7 @@ class WholeStep:
         for group, bound in zip(agent.optimizer.param_groups, self.groups):
             bound.lr.fill_(group["lr"])
         noise = self._constraint_noise(source_index, target_index)
-        if self.device.type == "cuda":
+        if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         info, diagnostics = self._fn(source_index if self.source is not None else None, target_index, noise)
         if agent.step == 0:
