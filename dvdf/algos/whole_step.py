@@ -81,8 +81,8 @@ class WholeStep:
             ``mode="reduce-overhead"``); default: on CUDA devices. On CPU inductor skips the graph
             capture itself, so a CPU test runs every other line of the CUDA set-up.
 
-    Create it after any ``agent.load_state_dict``: a reloaded optimiser state is picked up, but
-    only by rebinding (and, compiled, recompiling) on the next call.
+    An optimiser state reloaded by ``agent.load_state_dict`` is rebound on the next call; with
+    CUDA graphs its new addresses mean a new capture, so create the step after loading.
     """
 
     def __init__(self, agent: FilteredIQL, source, target, compiled: bool = True,
