@@ -6,6 +6,7 @@ transitions + 127 source next states. Batches are drawn from small random pools 
 the experiment loop draws them from its device-resident buffer. With K members the agent is K
 seeds as one batched model (each member its own batch): ``steps_per_s`` is batched steps (each
 member advances that many) and ``member_steps_per_s`` = K x that, the seed-steps done per second.
+On CUDA each of these also reports the mean GPU utilisation during its timed rounds (NVML).
 
 Evaluation: 10 hopper episodes of 1000 steps (termination off, as a policy that survives runs)
 by :class:`dvdf.evaluation.Evaluator` against the plain loop (one episode after another, one
@@ -20,10 +21,12 @@ fastest round is the one least disturbed by other processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Optional, Sequence
 
@@ -44,24 +47,61 @@ def _random_transitions(n: int, device, generator) -> dict:
             "dyn_score": torch.tanh(randn(n)), "advantage": randn(n)}
 
 
+class UtilizationSampler:
+    """Mean GPU utilisation while entered: NVML's percentage of time in which a kernel ran, read
+    every ``interval`` seconds on a background thread by ``read`` (``torch.cuda.utilization``,
+    which needs the nvidia-ml-py package). ``mean`` is None if nothing was read; ``error`` says why
+    a read failed (sampling stops at the first failure)."""
+
+    def __init__(self, read: Callable[[], float], interval: float = 0.05):
+        self._read, self._interval = read, interval
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.error: Optional[str] = None
+
+    def __enter__(self) -> "UtilizationSampler":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gpu-utilization", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while self.error is None and not self._stop.wait(self._interval):
+            try:
+                self._samples.append(float(self._read()))
+            except Exception as exc:  # noqa: BLE001 - reported, not raised: timing goes on without it
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    @property
+    def mean(self) -> Optional[float]:
+        return sum(self._samples) / len(self._samples) if self._samples else None
+
+
 def _time_steps(step: Callable[[], None], steps: int, warmup: int, repeats: int,
-                sync: Callable[[], None]) -> tuple[float, float]:
+                sync: Callable[[], None], monitor=contextlib.nullcontext()) -> tuple[float, float]:
     """(steps per wall second, steps per process-CPU second) of the fastest of ``repeats`` rounds.
 
     The CPU-time rate ignores time the process spent descheduled, so on a busy machine it is the
     better estimate of single-thread throughput (with several threads it sums over threads).
+    ``monitor`` (a context manager) is entered around the timed rounds only.
     """
     for _ in range(warmup):
         step()
     sync()
     best_wall, best_cpu = float("inf"), float("inf")
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            step()
-        sync()
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
+    with monitor:
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                step()
+            sync()
+            best_wall = min(best_wall, time.perf_counter() - wall)
+            best_cpu = min(best_cpu, time.process_time() - cpu)
     return steps / best_wall, steps / max(best_cpu, 1e-9)
 
 
@@ -92,7 +132,8 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
 
     source_buffer, target_buffer = TransitionBuffer(source), TransitionBuffer(target)
 
-    def time_agent(k: Optional[int], mode: str, n_steps: int) -> tuple[float, float]:
+    def time_agent(k: Optional[int], mode: str, n_steps: int, monitor=contextlib.nullcontext()
+                   ) -> tuple[float, float]:
         """The experiment loop's step: draw row indices per member, then update (iql.compile ``mode``)."""
         agent = FilteredIQL(OBS_DIM, ACT_DIM, IQLConfig(compile=mode), FilterConfig(method="dvdf-igdf"),
                             dev, seed=0, members=k)
@@ -104,19 +145,26 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
         if mode == "step":
             whole = WholeStep(agent, source_buffer, target_buffer)
             return _time_steps(lambda: whole(indices(source_buffer), indices(target_buffer)),
-                               n_steps, warmup, repeats, sync)
+                               n_steps, warmup, repeats, sync, monitor)
         return _time_steps(lambda: agent.update(source_buffer.take(indices(source_buffer)),
                                                 target_buffer.take(indices(target_buffer))),
-                           n_steps, warmup, repeats, sync)
+                           n_steps, warmup, repeats, sync, monitor)
 
     train, train_cpu = time_agent(None, "off", steps)
     by_members: dict[str, dict] = {}
+    utilization_error = None
     for k in members:
         n_steps = max(20, steps // k)
         by_members[str(k)] = {}
         for mode in compile_modes:
-            rate, _ = time_agent(None if k == 1 else k, mode, n_steps)   # K=1: the single-model path
-            by_members[str(k)][MODE_LABELS[mode]] = {"steps_per_s": rate, "member_steps_per_s": rate * k}
+            sampler = UtilizationSampler(lambda: torch.cuda.utilization(dev)) if dev.type == "cuda" else None
+            rate, _ = time_agent(None if k == 1 else k, mode, n_steps,   # K=1: the single-model path
+                                 sampler or contextlib.nullcontext())
+            rates = {"steps_per_s": rate, "member_steps_per_s": rate * k}
+            if sampler is not None:
+                rates["gpu_utilization_percent"] = sampler.mean
+                utilization_error = utilization_error or sampler.error
+            by_members[str(k)][MODE_LABELS[mode]] = rates
 
     cfg = ScorerConfig()
     scorer = ContrastiveScorer(OBS_DIM, ACT_DIM, cfg.embed_dim, cfg.hidden, seed=0).to(dev)
@@ -132,6 +180,8 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
     result = {"threads": threads, "train_step_per_s": train, "contrastive_step_per_s": contrastive,
               "train_step_per_cpu_s": train_cpu, "contrastive_step_per_cpu_s": contrastive_cpu,
               "members": by_members}
+    if utilization_error:
+        result["gpu_utilization_error"] = utilization_error
     if evaluation:
         result["evaluation"] = measure_evaluation(threads, device)
     return result
@@ -233,6 +283,9 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
         "train_step_per_cpu_s": table("train_step_per_cpu_s"),
         "contrastive_step_per_cpu_s": table("contrastive_step_per_cpu_s"),
         "members": {str(r["threads"]): _rounded(r["members"]) for r in results},
+        # On CUDA each members entry has gpu_utilization_percent (None where NVML could not be read):
+        "gpu_utilization_error": next((r["gpu_utilization_error"] for r in results
+                                       if r.get("gpu_utilization_error")), None),
         "evaluation": {str(r["threads"]): r["evaluation"] for r in results} if evaluation else None,
         "device": device if device != "cpu" else f"cpu ({_cpu_name()})",
         "torch": torch.__version__,

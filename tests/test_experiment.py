@@ -219,3 +219,22 @@ def test_bench_times_the_compiled_whole_step():
     result = measure(threads=1, steps=2, warmup=1, repeats=1, members=[2], compile_modes=("step",))
     rates = result["members"]["2"]["compiled_step"]
     assert rates["steps_per_s"] > 0 and rates["member_steps_per_s"] == pytest.approx(2 * rates["steps_per_s"])
+
+
+def test_gpu_utilization_sampler_averages_reads_and_reports_a_failing_read():
+    import itertools
+    import time
+
+    from dvdf.bench import UtilizationSampler
+
+    readings = itertools.cycle([40.0, 60.0])
+    with UtilizationSampler(lambda: next(readings), interval=0.005) as sampler:
+        time.sleep(0.1)
+    assert sampler.error is None and 40.0 <= sampler.mean <= 60.0
+
+    def no_nvml():
+        raise ModuleNotFoundError("pynvml does not seem to be installed")
+
+    with UtilizationSampler(no_nvml, interval=0.005) as failing:
+        time.sleep(0.05)
+    assert failing.mean is None and "pynvml" in failing.error

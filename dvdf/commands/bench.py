@@ -68,8 +68,12 @@ def handle(args: argparse.Namespace) -> int:
     for n, by_k in result["members"].items():
         for k, modes in by_k.items():
             for mode, rates in modes.items():
+                utilization = rates.get("gpu_utilization_percent")
+                gpu = f", GPU busy {utilization:.0f}%" if utilization is not None else ""
                 print(f"{n:>8} threads, K={k:>3} members, {mode:>15}: {rates['steps_per_s']:>8.1f} steps/s per member, "
-                      f"{rates['member_steps_per_s']:>8.1f} seed-steps/s in total")
+                      f"{rates['member_steps_per_s']:>8.1f} seed-steps/s in total{gpu}")
+    if result["gpu_utilization_error"]:
+        print(f"GPU utilisation not measured: {result['gpu_utilization_error']} (needs nvidia-ml-py)")
     for n, ev in (result["evaluation"] or {}).items():
         print(f"{n:>8} threads: {ev['episodes']} hopper episodes ({ev['env_steps']} env steps) in "
               f"{ev['evaluator_s']:.2f} s; step-by-step loop {ev['step_by_step_s']:.2f} s ({ev['speedup']:.2f}x)")
