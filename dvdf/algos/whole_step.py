@@ -100,6 +100,13 @@ class WholeStep:
         self._bind_optimizer()
         self._fn = self._update
         if self.cuda_graphs:
+            # A CUDA graph reads its inputs at fixed addresses: an input not marked static is
+            # copied into graph memory before every replay - for the buffers, the whole dataset.
+            # The networks are updated in place, so their addresses never change either.
+            buffers = [b for b in (self.source, self.target) if b is not None]
+            for tensor in (*(t for b in buffers for t in b.tensors()), *self.networks.parameters(),
+                           *agent.q_target.parameters()):
+                torch._dynamo.mark_static_address(tensor)
             self._fn = torch.compile(self._update, mode="reduce-overhead", dynamic=False)
         elif compiled:  # as FilteredIQL's "losses" mode: kernel calls from C++, not Python
             self._fn = torch.compile(self._update, dynamic=False, options={"cpp_wrapper": True})
@@ -119,8 +126,7 @@ class WholeStep:
                 steps=[s["step"] for s in states], lr=lr, beta1=group["betas"][0], beta2=group["betas"][1],
                 eps=group["eps"]))
         if self.cuda_graphs:
-            # Tensors the graph mutates (or reads after an eager refill) must keep their address
-            # across replays; parameters are static already.
+            # Tensors the graph mutates (or reads after an eager refill) must keep their address.
             for g in self.groups:
                 for tensor in (*g.exp_avgs, *g.exp_avg_sqs, *g.steps, g.lr):
                     torch._dynamo.mark_static_address(tensor)

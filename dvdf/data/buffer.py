@@ -82,6 +82,10 @@ class TransitionBuffer:
     def columns(self) -> dict[str, torch.Tensor]:
         return dict(self._columns)
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every column and member column."""
+        return [*self._columns.values(), *self._member_columns.values()]
+
     @property
     def device(self) -> torch.device:
         return self._device
