@@ -175,6 +175,9 @@ class EvalConfig:
     every: int = 10_000          # gradient steps between evaluations
     episodes: int = 10           # deterministic episodes in the target domain
     threads: Optional[int] = None    # env-stepping threads; None = the run's torch threads
+    # Evaluate on a background thread while training goes on (a copy of the policy as of the
+    # evaluation's step): each report then arrives one interval late, with the same numbers.
+    overlap: bool = False
 
     def __post_init__(self) -> None:
         _check(self.every > 0 and self.episodes > 0, "eval.every and eval.episodes must be > 0")

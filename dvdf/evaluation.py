@@ -50,14 +50,17 @@ class Evaluator:
         members: how many policies are evaluated at once (a batched agent's members).
         threads: slices of environments stepped concurrently (1 = in the calling thread).
         env_kwargs: passed to :func:`dvdf.envs.make_env` (benchmarks turn termination off).
+        one_torch_thread: run the policy with one torch thread while evaluating. torch's thread
+            count is process-wide, so an evaluation beside training (``eval.overlap``) leaves it alone.
     """
 
     def __init__(self, domain: str, episodes: int, d4rl_compat: bool = True, members: int = 1,
-                 threads: int = 1, env_kwargs: Optional[dict[str, Any]] = None):
+                 threads: int = 1, env_kwargs: Optional[dict[str, Any]] = None, one_torch_thread: bool = True):
         self.domain = domain
         self.episodes = episodes
         self.members = members
         self.max_steps = get_domain(domain).max_episode_steps
+        self.one_torch_thread = one_torch_thread
         # .unwrapped: the time limit is this loop's max_steps; the checker/order wrappers only cost.
         self._envs = [make_env(domain, d4rl_compat, **(env_kwargs or {})).unwrapped
                       for _ in range(episodes * members)]
@@ -84,7 +87,8 @@ class Evaluator:
         # their idle OpenMP workers spin-wait on the cores the env threads need (measured: 2 torch
         # threads made a 2-thread evaluation 1.5x slower). One torch thread while evaluating.
         torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        if self.one_torch_thread:
+            torch.set_num_threads(1)
         try:
             for _ in range(self.max_steps):
                 # Finished episodes keep their last observation: one static shape for the policy.
@@ -93,7 +97,8 @@ class Evaluator:
                 if not running.any():
                     break
         finally:
-            torch.set_num_threads(torch_threads)
+            if self.one_torch_thread:
+                torch.set_num_threads(torch_threads)
         results = []
         for member in range(self.members):
             part = slice(member * self.episodes, (member + 1) * self.episodes)

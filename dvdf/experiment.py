@@ -14,11 +14,13 @@ the same rows. Training statistics are summed on the device and read back once p
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import random
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -181,10 +183,11 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
     resume_step = start_step if resume else None
     writers = [_RunWriter(None if out_dir is None else Path(out_dir) / member_dir(s) if batched else out_dir,
                           config.replace(seed=s), stage, resume_step) for s, stage in zip(run_seeds, stages)]
+    overlap = config.eval.overlap
     evaluator = Evaluator(config.data.target_domain, config.eval.episodes, members=len(run_seeds),
-                          threads=config.eval.threads or torch.get_num_threads())
+                          threads=config.eval.threads or torch.get_num_threads(), one_torch_thread=not overlap)
+    evaluations = _Evaluations(evaluator, agent.policy, device, len(run_seeds) if batched else None, overlap)
     stats = _StatAccumulator(data.provenance_names or [], device, len(run_seeds) if batched else None)
-    policy = _numpy_policy(agent, device, len(run_seeds) if batched else None)
     total, every, batch = config.iql.steps, config.eval.every, config.iql.batch_size
     bar = _progress_bar(progress, total, start_step, config.name)
     t_last, steps_since = time.perf_counter(), 0
@@ -206,6 +209,25 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
         source_batch = None if source_index is None else source_buffer.take(source_index)
         return agent.update(source_batch, target_buffer.take(target_index)), source_batch
 
+    def report_for(job: _EvalJob) -> EvalReport:
+        """The report of an evaluation once it has finished: metrics per seed, best scores, files."""
+        per_seed = {}
+        for k, (seed, train_stats, result) in enumerate(zip(run_seeds, job.train_stats, job.results.result())):
+            metrics = {**train_stats, "train_steps_per_s": job.steps_per_s, **result.metrics,
+                       "step": float(job.step)}
+            best[k] = max(best[k], metrics[SCORE])
+            metrics["best_normalized_score"] = best[k]
+            per_seed[seed] = metrics
+        job.state["best_normalized_score"] = list(best)
+        metrics = combine_member_metrics(per_seed) if batched else per_seed[config.seed]
+        if bar is not None:
+            bar.set_postfix(score=f"{metrics[SCORE]:.1f}", best=f"{max(best):.1f}")
+        for writer, seed in zip(writers, run_seeds):
+            writer.write(job.step, per_seed[seed])
+        return EvalReport(step=job.step, metrics=metrics, done=job.step == total, members=per_seed,
+                          _state=job.state)
+
+    running: Optional[_EvalJob] = None     # eval.overlap: the evaluation going on beside training
     try:
         for step in range(start_step + 1, total + 1):
             info, source_batch = train_step()
@@ -214,28 +236,23 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
             if step % every and step != total:
                 continue
             steps_per_s = steps_since / max(time.perf_counter() - t_last, 1e-9)
-            results = evaluator.evaluate(policy, [s + step for s in run_seeds])
-            per_seed = {}
-            for k, (seed, train_stats, result) in enumerate(zip(run_seeds, stats.pop(), results)):
-                metrics = {**train_stats, "train_steps_per_s": steps_per_s, **result.metrics, "step": float(step)}
-                best[k] = max(best[k], metrics[SCORE])
-                metrics["best_normalized_score"] = best[k]
-                per_seed[seed] = metrics
-            metrics = combine_member_metrics(per_seed) if batched else per_seed[config.seed]
             if bar is not None:
                 bar.update(steps_since)
-                bar.set_postfix(score=f"{metrics[SCORE]:.1f}", best=f"{max(best):.1f}")
-            report = EvalReport(step=step, metrics=metrics, done=step == total, members=per_seed,
-                                _state=_snapshot(agent, samplers, step, best, config, run_seeds))
-            for writer, seed in zip(writers, run_seeds):
-                writer.write(step, per_seed[seed])
-            yield report
+            job = _EvalJob(step, stats.pop(), steps_per_s, _snapshot(agent, samplers, step, best, config, run_seeds),
+                           evaluations.start([s + step for s in run_seeds]))
+            if running is not None:
+                yield report_for(running)
+            running = job
+            if not overlap or step == total:
+                running = None
+                yield report_for(job)
             t_last, steps_since = time.perf_counter(), 0
     finally:
         if bar is not None:
             bar.close()
         for writer in writers:
             writer.close()
+        evaluations.close()    # waits for a running evaluation: its envs close next
         evaluator.close()
 
 
@@ -247,17 +264,53 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
-def _numpy_policy(agent, device: torch.device, members: Optional[int]):
-    """The agent's deterministic action, tanh(mu(s)), as a numpy -> numpy function for the env.
+@dataclass
+class _EvalJob:
+    """An evaluation started at ``step``, with what its report needs from that moment."""
+    step: int
+    train_stats: list[dict[str, float]]
+    steps_per_s: float
+    state: dict[str, Any]
+    results: Future          # -> one EvalResult per seed
+
+
+class _Evaluations:
+    """Starts each evaluation: at once in the calling thread, or with ``overlap`` on a background
+    thread, of a copy of the policy taken at the call - so training can go on meanwhile."""
+
+    def __init__(self, evaluator, policy_net: torch.nn.Module, device: torch.device, members: Optional[int],
+                 overlap: bool):
+        self.evaluator = evaluator
+        self.policy_net = policy_net
+        self.copy = copy.deepcopy(policy_net).requires_grad_(False) if overlap else None
+        self.act = _numpy_policy(self.copy if overlap else policy_net, device, members)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dvdf-eval-overlap") if overlap else None
+
+    def start(self, seeds: list[int]) -> Future:
+        if self.pool is None:
+            done: Future = Future()
+            done.set_result(self.evaluator.evaluate(self.act, seeds))
+            return done
+        # In place: on CUDA the copy is queued before any later training kernel on the stream.
+        self.copy.load_state_dict(self.policy_net.state_dict())
+        return self.pool.submit(self.evaluator.evaluate, self.act, seeds)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+def _numpy_policy(policy_net: torch.nn.Module, device: torch.device, members: Optional[int]):
+    """The deterministic action tanh(mu(s)) of ``policy_net`` as a numpy -> numpy function for the env.
 
     Observations arrive member-major, ``(members * episodes, obs)``; member k acts on its rows.
     """
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, device=device)
+        obs_t = torch.as_tensor(obs, device=device, dtype=torch.float32)
         if members is not None:
             obs_t = obs_t.view(members, -1, obs_t.shape[-1])
-        return agent.act(obs_t).reshape(obs.shape[0], -1).cpu().numpy()
+        return policy_net.deterministic(obs_t).reshape(obs.shape[0], -1).cpu().numpy()
     return act
 
 

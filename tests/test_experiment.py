@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -145,6 +146,34 @@ def test_compiled_whole_step_runs_like_eager_and_resumes_exactly(tiny_data_dir, 
     resumed_eagerly = [r.members for r in run_experiment(config, resume=tmp_path / "ckpt", seeds=[1, 2])]
     for seed in (1, 2):
         _close(resumed_eagerly[0][seed], eager_run[-1][seed])
+
+
+def test_overlapped_evaluation_reports_the_same_numbers_one_interval_late(tiny_data_dir, tmp_path):
+    """eval.overlap: evaluation of a policy copy on a background thread while training goes on.
+    Same metrics and files as evaluating in line; a checkpoint is its report's step's; a consumer
+    that stops early leaves no evaluation running."""
+    extra = ["iql.steps=300", "eval.every=100", "eval.episodes=3"]
+    config = config_for(tiny_data_dir, tmp_path / "cache", extra=extra)
+    overlapped = config_for(tiny_data_dir, tmp_path / "cache", extra=extra + ["eval.overlap=true"])
+    strip = lambda m: {k: v for k, v in m.items() if k != "train_steps_per_s"}  # noqa: E731
+    inline = [strip(r.metrics) for r in run_experiment(config, out_dir=tmp_path / "inline")]
+    reports = list(run_experiment(overlapped, out_dir=tmp_path / "overlap"))
+    assert [r.step for r in reports] == [100, 200, 300] and [r.done for r in reports] == [False, False, True]
+    assert [strip(r.metrics) for r in reports] == inline
+    lines = [json.loads(x) for x in (tmp_path / "overlap" / "metrics.jsonl").read_text().splitlines()]
+    assert [strip(line) for line in lines] == inline
+
+    run = run_experiment(overlapped)
+    first = next(run)          # yielded once training reached step 200
+    first.save(tmp_path / "ckpt")
+    run.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("dvdf-eval-overlap")]
+    resumed = [strip(r.metrics) for r in run_experiment(overlapped, resume=tmp_path / "ckpt")]
+    assert resumed == inline[1:]
+
+    batched = [r.members for r in run_experiment(overlapped, seeds=[1, 2])]
+    for b, i in zip(batched, run_experiment(config, seeds=[1, 2])):
+        assert {s: strip(m) for s, m in b.items()} == {s: strip(m) for s, m in i.members.items()}
 
 
 def run_cli(*args, cwd=None):
