@@ -47,12 +47,6 @@ def seed_dir(seed: int) -> str:
     return member_dir(seed)
 
 
-def uses_behavior_vae(config) -> bool:
-    """OTDF with its dataset constraint: one behaviour VAE per seed, so seeds cannot be batched."""
-    from dvdf.experiment import _constraint_weight
-    return _constraint_weight(config) > 0
-
-
 def tune_report(metrics: dict, checkpoint_dir: Path) -> None:
     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
