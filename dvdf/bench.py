@@ -117,7 +117,7 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
 
     from dvdf.algos.filtered_iql import FilteredIQL
     from dvdf.algos.runtime import retain_freed_memory
-    from dvdf.algos.whole_step import WholeStep
+    from dvdf.algos.whole_step import make_train_step
     from dvdf.config import FilterConfig, IQLConfig, ScorerConfig
     from dvdf.data import TransitionBuffer
     from dvdf.filtering.contrastive import ContrastiveScorer, contrastive_update, make_contrastive_optimizer
@@ -138,17 +138,8 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
         agent = FilteredIQL(OBS_DIM, ACT_DIM, IQLConfig(compile=mode), FilterConfig(method="dvdf-igdf"),
                             dev, seed=0, members=k)
         samplers = [torch.Generator(device=dev).manual_seed(i) for i in range(k or 1)]
-
-        def indices(buffer):
-            return buffer.sample_indices(BATCH, samplers[0]) if k is None else buffer.member_indices(BATCH, samplers)
-
-        if mode == "step":
-            whole = WholeStep(agent, source_buffer, target_buffer)
-            return _time_steps(lambda: whole(indices(source_buffer), indices(target_buffer)),
-                               n_steps, warmup, repeats, sync, monitor)
-        return _time_steps(lambda: agent.update(source_buffer.take(indices(source_buffer)),
-                                                target_buffer.take(indices(target_buffer))),
-                           n_steps, warmup, repeats, sync, monitor)
+        step = make_train_step(agent, source_buffer, target_buffer, BATCH, samplers)
+        return _time_steps(step, n_steps, warmup, repeats, sync, monitor)
 
     train, train_cpu = time_agent(None, "off", steps)
     by_members: dict[str, dict] = {}

@@ -144,7 +144,7 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
     its files into ``out_dir/seed_<seed>/``.
     """
     from dvdf.algos import FilteredIQL, retain_freed_memory
-    from dvdf.algos.whole_step import WholeStep
+    from dvdf.algos.whole_step import make_train_step
     from dvdf.data import TransitionBuffer
     from dvdf.envs import get_domain
     from dvdf.evaluation import Evaluator
@@ -192,22 +192,8 @@ def run_experiment(config: ExperimentConfig, resume: str | os.PathLike | None = 
     bar = _progress_bar(progress, total, start_step, config.name)
     t_last, steps_since = time.perf_counter(), 0
 
-    # iql.compile: step - gather to Polyak as one compiled function (after any resume: it binds
-    # the optimiser state as loaded).
-    whole_step = WholeStep(agent, source_buffer, target_buffer) if config.iql.compile == "step" else None
-
-    def indices(buffer):
-        if buffer is None:
-            return None
-        return buffer.member_indices(batch, samplers) if batched else buffer.sample_indices(batch, samplers[0])
-
-    def train_step():
-        source_index = indices(source_buffer)       # each sampler: source rows, then target rows
-        target_index = indices(target_buffer)
-        if whole_step is not None:
-            return whole_step(source_index, target_index)
-        source_batch = None if source_index is None else source_buffer.take(source_index)
-        return agent.update(source_batch, target_buffer.take(target_index)), source_batch
+    # After any resume: with iql.compile: step it binds the optimiser state as loaded.
+    train_step = make_train_step(agent, source_buffer, target_buffer, batch, samplers)
 
     def report_for(job: _EvalJob) -> EvalReport:
         """The report of an evaluation once it has finished: metrics per seed, best scores, files."""

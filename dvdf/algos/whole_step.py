@@ -17,7 +17,8 @@ function is checked against the eager update on CPU, compiled and not.
 It updates the agent's own tensors in place - parameters, the optimiser's step/exp_avg/exp_avg_sq,
 the target critic - and steps the agent's scheduler, so a checkpoint is the eager path's and a run
 resumes in either mode. Same math as the eager update, within float tolerance
-(tests/test_whole_step.py).
+(tests/test_whole_step.py). :func:`make_train_step` is the training step of the experiment loop
+(and the bench) in either mode.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -95,7 +96,6 @@ class WholeStep:
         self.networks = _TrainedNetworks(agent)
         self.device = agent.device
         self.cuda_graphs = compiled and (self.device.type == "cuda" if cuda_graphs is None else cuda_graphs)
-        init_adam_state(agent.optimizer)
         self.groups: list[_AdamGroup] = []
         self._bind_optimizer()
         self._fn = self._update
@@ -113,6 +113,7 @@ class WholeStep:
 
     def _bind_optimizer(self) -> None:
         optimizer = self.agent.optimizer
+        init_adam_state(optimizer)
         name_of = {id(p): name for name, p in self.networks.named_parameters()}
         self._bound_state = optimizer.state
         self.groups = []
@@ -137,7 +138,6 @@ class WholeStep:
         diagnostic columns, or None without source data). Both are valid until the next call."""
         agent = self.agent
         if agent.optimizer.state is not self._bound_state:   # load_state_dict replaced it
-            init_adam_state(agent.optimizer)
             self._bind_optimizer()
         for group, bound in zip(agent.optimizer.param_groups, self.groups):
             bound.lr.fill_(group["lr"])
@@ -183,3 +183,32 @@ class WholeStep:
 
     def _loss(self, params: dict[str, Tensor], source: Optional[Batch], target: Batch, noise: Optional[Tensor]):
         return functional_call(self.networks, params, (source, target, noise))
+
+
+def make_train_step(agent: FilteredIQL, source, target, batch_size: int, samplers: list[torch.Generator]
+                    ) -> Callable[[], tuple[dict[str, Tensor], Optional[Batch]]]:
+    """The experiment loop's training step as a callable: draw every sampler's rows (source rows,
+    then target rows; one sampler per member), then update - through :class:`WholeStep` when
+    ``agent.cfg.compile`` is "step", else ``agent.update`` on the gathered batches. Both draw the
+    same rows. It returns (info, the source batch or its diagnostic columns; None without source).
+
+    Build it after any ``agent.load_state_dict`` (see :class:`WholeStep`).
+    """
+    source = source if agent.filter.uses_source else None
+    batched = agent.members is not None
+    whole_step = WholeStep(agent, source, target) if agent.cfg.compile == "step" else None
+
+    def indices(buffer) -> Optional[Tensor]:
+        if buffer is None:
+            return None
+        return buffer.member_indices(batch_size, samplers) if batched else buffer.sample_indices(batch_size,
+                                                                                                  samplers[0])
+
+    def train_step():
+        source_index, target_index = indices(source), indices(target)
+        if whole_step is not None:
+            return whole_step(source_index, target_index)
+        source_batch = None if source_index is None else source.take(source_index)
+        return agent.update(source_batch, target.take(target_index)), source_batch
+
+    return train_step
