@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 from dvdf.errors import DvdfError
+from dvdf.methods import METHOD_NAMES, PAPER_KEEP_RATIO, PAPER_TRADEOFF, get_method
 from dvdf.schema import apply_overrides, dump_yaml, from_dict, load_yaml
 
 Method = Literal["iql-target", "iql-mix", "igdf", "otdf", "dvdf-igdf", "dvdf-otdf", "dvdf-iql-adv"]
 Quality = Literal["random", "medium", "medium-replay", "medium-expert", "expert"]
 QUALITIES: tuple[str, ...] = ("random", "medium", "medium-replay", "medium-expert", "expert")
-METHODS: tuple[str, ...] = ("iql-target", "iql-mix", "igdf", "otdf", "dvdf-igdf", "dvdf-otdf", "dvdf-iql-adv")
+METHODS: tuple[str, ...] = METHOD_NAMES   # the registry's order (dvdf.methods)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -117,8 +118,8 @@ class FilterConfig:
     """Stage 3 selection. g = lambda * h + (1 - lambda) * An; keep top floor(B * xi) per batch."""
 
     method: Method = "dvdf-igdf"
-    tradeoff: float = 0.7        # lambda, the alignment coefficient; 1 = dynamics only (IGDF)
-    keep_ratio: float = 0.5      # xi, share of each source batch kept
+    tradeoff: float = PAPER_TRADEOFF     # lambda, the alignment coefficient; 1 = dynamics only (IGDF)
+    keep_ratio: float = PAPER_KEEP_RATIO  # xi, share of each source batch kept
     weight_rule: Literal["exp_score", "exp_combined", "uniform"] = "exp_score"
     # exp_score: exp(h) (exp(c) for OT), as the released code; exp_combined: exp(g); uniform: 1
     otdf_constraint_weight: Optional[float] = None  # VAE term; None = 0.5 morph / 0.1 otherwise
@@ -128,21 +129,22 @@ class FilterConfig:
         _check(0.0 < self.keep_ratio <= 1.0, f"filter.keep_ratio (xi) must be in (0, 1], got {self.keep_ratio}")
 
     @property
+    def spec(self):
+        """This method's registry entry (:class:`dvdf.methods.Method`)."""
+        return get_method(self.method)
+
+    @property
     def uses_source(self) -> bool:
-        return self.method != "iql-target"
+        return self.spec.uses_source
 
     @property
     def dynamics_scorer(self) -> Optional[str]:
         """'contrastive', 'ot' or None."""
-        if self.method in ("igdf", "dvdf-igdf", "dvdf-iql-adv"):
-            return "contrastive"
-        if self.method in ("otdf", "dvdf-otdf"):
-            return "ot"
-        return None
+        return self.spec.dynamics_scorer
 
     @property
     def uses_value(self) -> bool:
-        return self.method.startswith("dvdf-")
+        return self.spec.uses_value
 
 
 @dataclass(frozen=True)

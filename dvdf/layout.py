@@ -1,0 +1,38 @@
+"""The on-disk layout of dvdf's results: file names, metric keys, trial and run statuses.
+
+Everything that writes or reads an experiment directory (``dvdf train``, the Ray Tune trainable and
+runner, ``dvdf sweep --results-only``, ``dvdf report``) takes its names from here, so a writer and a
+reader can never disagree about a file name, a metric key or what a status word means. No Ray import.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------- file names
+RUN_CONFIG = "config.yaml"          # the resolved ExperimentConfig of one run (or member)
+RUN_METRICS = "metrics.jsonl"       # one JSON object per evaluation, sorted by step
+RUN_SUMMARY = "summary.json"        # written when a run ends (finished or diverged)
+RUN_TENSORBOARD = "tb"              # TensorBoard event files of one run
+RUN_CHECKPOINT_DIR = "checkpoint"   # dvdf train's latest checkpoint
+SWEEP_FILE = "sweep.yaml"           # the sweep as run, in the sweep's experiment directory
+
+
+def member_dir(seed: int) -> str:
+    """Where member ``seed`` of a batched run (or a trial's seed) writes its files."""
+    return f"seed_{seed}"
+
+
+# --------------------------------------------------------------------------------------- metric keys
+STEP = "step"
+SCORE = "normalized_score"               # D4RL normalized score, 0-100 scale
+BEST_SCORE = "best_normalized_score"     # best evaluation so far (optimistic: best-of-run)
+FINISHED_METRIC = "finished"             # trainable metric: 1.0 on the report after which all seeds are done
+DIVERGED_METRIC = "diverged"             # trainable metric: 1.0 when the run stopped on a non-finite value
+
+# ------------------------------------------------------------------------------------------ statuses
+# One vocabulary for a run or a trial, from the most to the least complete:
+FINISHED = "finished"   # trained every step
+DIVERGED = "diverged"   # stopped early because a loss or a parameter became non-finite (not retried)
+PARTIAL = "partial"     # has evaluations but did not (yet) reach its last step
+FAILED = "failed"       # errored (a trial Ray marked as error, a run without readable results)
+PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
+STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
