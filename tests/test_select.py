@@ -104,3 +104,19 @@ def test_selection_is_per_batch_with_leading_member_dim():
 def test_unknown_weight_rule_is_rejected():
     with pytest.raises(ValueError, match="weight rule"):
         source_weights("softmax", torch.zeros(2), torch.zeros(2))
+
+
+def test_filtering_never_imports_algos():
+    """Dependencies run one way: dvdf.algos uses dvdf.filtering (select), never the reverse."""
+    import ast
+    from pathlib import Path
+
+    import dvdf.filtering
+
+    offenders = []
+    for path in sorted(Path(dvdf.filtering.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[:2] == ["dvdf", "algos"]]
+    assert offenders == []
