@@ -141,7 +141,8 @@ class BehaviorVAEConfig:
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        _check(self.steps > 0 and self.batch_size > 0, "scorer.vae.steps and scorer.vae.batch_size must be > 0")
+        _check(self.steps > 0 and self.batch_size > 0,
+               "scorer.vae.steps and scorer.vae.batch_size must be > 0")
         _check(self.hidden > 0 and self.lr > 0, "scorer.vae.hidden and scorer.vae.lr must be > 0")
 
 

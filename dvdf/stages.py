@@ -76,7 +76,8 @@ def resolve_dataset_paths(config: ExperimentConfig, progress: bool = False) -> t
         if explicit is not None:
             paths.append(Path(explicit).expanduser())
         else:
-            paths.append(Path(ensure_dataset(domain, data.quality, data.data_dir, data.collect, progress=progress)))
+            paths.append(Path(ensure_dataset(domain, data.quality, data.data_dir, data.collect,
+                                             progress=progress)))
     return paths[0], paths[1]
 
 
@@ -87,7 +88,8 @@ def load_experiment_data(config: ExperimentConfig, progress: bool = False) -> Ex
     source_path, target_path = resolve_dataset_paths(config, progress)
     source_ds = read_dataset(source_path, domain=data.source_domain)
     target_ds = read_dataset(target_path, domain=data.target_domain)
-    target = subsample(target_ds.transitions(), fraction=None if data.target_transitions else data.target_fraction,
+    fraction = None if data.target_transitions else data.target_fraction
+    target = subsample(target_ds.transitions(), fraction=fraction,
                        count=data.target_transitions, seed=data.subsample_seed,
                        replace=data.target_with_replacement)
     target_key = _digest({"dataset": _content_checksum(target_ds), "fraction": data.target_fraction,
@@ -96,8 +98,9 @@ def load_experiment_data(config: ExperimentConfig, progress: bool = False) -> Ex
     names = source_ds.metadata.get("provenance_names")
     if isinstance(names, str):
         names = json.loads(names)
-    return ExperimentData(source=source_ds.transitions(), target=target, source_key=_content_checksum(source_ds),
-                          target_key=target_key, provenance_names=list(names) if names else None,
+    return ExperimentData(source=source_ds.transitions(), target=target,
+                          source_key=_content_checksum(source_ds), target_key=target_key,
+                          provenance_names=list(names) if names else None,
                           source_path=str(source_path), target_path=str(target_path))
 
 
@@ -144,12 +147,14 @@ def stage_inputs(config: ExperimentConfig, data: ExperimentData) -> dict[str, di
     if value is not None:
         from dvdf.envs import get_domain
         robot = get_domain(config.data.source_domain).robot   # SQL's default alpha depends on it
-        inputs[VALUE] = {"source": data.source_key, "seed": config.seed, "robot": robot, "value": to_dict(value)}
+        inputs[VALUE] = {"source": data.source_key, "seed": config.seed, "robot": robot,
+                         "value": to_dict(value)}
     if method.dynamics_scorer == CONTRASTIVE:
         inputs[CONTRASTIVE] = {"source": data.source_key, "target": data.target_key, "seed": config.seed,
                                "scorer": to_dict(config.scorer.contrastive)}
     elif method.dynamics_scorer == OT:   # deterministic: no seed
-        inputs[OT] = {"source": data.source_key, "target": data.target_key, "scorer": to_dict(config.scorer.ot)}
+        inputs[OT] = {"source": data.source_key, "target": data.target_key,
+                      "scorer": to_dict(config.scorer.ot)}
     if method.behavior_constraint:
         inputs[VAE] = {"target": data.target_key, "seed": config.seed, "scorer": to_dict(config.scorer.vae)}
     return inputs
@@ -186,8 +191,8 @@ def build_stages(config: ExperimentConfig, data: ExperimentData, device: torch.d
         def build_contrastive(directory: Path) -> None:
             from dvdf.algos import fit_contrastive_scorer
             src, tgt = tensors()
-            model = fit_contrastive_scorer(src, tgt, config.scorer.contrastive, seed=config.seed, device=device,
-                                           progress=progress)
+            model = fit_contrastive_scorer(src, tgt, config.scorer.contrastive, seed=config.seed,
+                                           device=device, progress=progress)
             torch.save(model.state_dict(), directory / "scorer.pt")
             scores = model.score(src["observations"], src["actions"], src["next_observations"])
             torch.save(scores.float().cpu(), directory / "dyn_score.pt")

@@ -14,6 +14,7 @@ V was fitted against; dvdf 0.1.0's choice).
 from __future__ import annotations
 
 import copy
+
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
