@@ -118,9 +118,9 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
     from dvdf.algos.filtered_iql import FilteredIQL
     from dvdf.algos.runtime import retain_freed_memory
     from dvdf.algos.whole_step import make_train_step
-    from dvdf.config import FilterConfig, IQLConfig, ScorerConfig
+    from dvdf.algos.contrastive import ContrastiveScorer, contrastive_update, make_contrastive_optimizer
+    from dvdf.config import ContrastiveConfig, FilterConfig, IQLConfig
     from dvdf.data import TransitionBuffer
-    from dvdf.filtering.contrastive import ContrastiveScorer, contrastive_update, make_contrastive_optimizer
 
     retain_freed_memory()   # as the experiment process does; see dvdf.algos.runtime
     torch.set_num_threads(threads)
@@ -157,13 +157,13 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
                 utilization_error = utilization_error or sampler.error
             by_members[str(k)][MODE_LABELS[mode]] = rates
 
-    cfg = ScorerConfig()
+    cfg = ContrastiveConfig()
     scorer = ContrastiveScorer(OBS_DIM, ACT_DIM, cfg.embed_dim, cfg.hidden, seed=0).to(dev)
-    optimizer = make_contrastive_optimizer(scorer, cfg.contrastive_lr)
+    optimizer = make_contrastive_optimizer(scorer, cfg.lr)
 
     def contrastive_step() -> None:
-        t_batch = target_buffer.sample(cfg.contrastive_batch, gen)
-        s_next = source_buffer.sample(cfg.contrastive_batch - 1, gen, ["next_observations"])["next_observations"]
+        t_batch = target_buffer.sample(cfg.batch_size, gen)
+        s_next = source_buffer.sample(cfg.batch_size - 1, gen, ["next_observations"])["next_observations"]
         contrastive_update(scorer, optimizer, t_batch["observations"], t_batch["actions"],
                            t_batch["next_observations"], s_next)
 
@@ -250,7 +250,7 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
     """Measure each thread count in a fresh subprocess; one result object for ``dvdf bench --json``."""
     import torch
 
-    from dvdf.config import ScorerConfig
+    from dvdf.config import ContrastiveConfig
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results = []
@@ -284,7 +284,7 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
         "cores": os.cpu_count(),
         "steps": steps, "warmup": warmup, "repeats": repeats,
         "workload": {"obs_dim": OBS_DIM, "act_dim": ACT_DIM, "source_batch": BATCH, "target_batch": BATCH,
-                     "method": "dvdf-igdf", "contrastive_batch": ScorerConfig().contrastive_batch},
+                     "method": "dvdf-igdf", "contrastive_batch": ContrastiveConfig().batch_size},
         "simulation": measure_simulation() if simulation else None,
     }
 

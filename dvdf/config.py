@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import ClassVar, Literal, Optional, Sequence, get_args
 
 from dvdf.errors import DvdfError
 from dvdf.methods import METHOD_NAMES, PAPER_KEEP_RATIO, PAPER_TRADEOFF, get_method
@@ -18,7 +18,7 @@ from dvdf.schema import apply_overrides, dump_yaml, from_dict, load_yaml
 
 Method = Literal["iql-target", "iql-mix", "igdf", "otdf", "dvdf-igdf", "dvdf-otdf", "dvdf-iql-adv"]
 Quality = Literal["random", "medium", "medium-replay", "medium-expert", "expert"]
-QUALITIES: tuple[str, ...] = ("random", "medium", "medium-replay", "medium-expert", "expert")
+QUALITIES: tuple[str, ...] = get_args(Quality)   # the quality list, written once (above)
 METHODS: tuple[str, ...] = METHOD_NAMES   # the registry's order (dvdf.methods)
 
 
@@ -73,7 +73,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ValueStageConfig:
-    """Stage 1: value model pre-trained on the source data (SQL by default, IQL = ablation)."""
+    """Stage 1: value model pre-trained on the source data (SQL by default, IQL = ablation).
+
+    Hashed whole into the stage-1 cache key (dvdf/stages.py), so every field here is one the
+    artifact depends on.
+    """
 
     model: Literal["sql", "iql"] = "sql"
     steps: int = 1_000_000
@@ -85,6 +89,10 @@ class ValueStageConfig:
     expectile: float = 0.7              # for model = iql
     hidden: int = 256
     layers: int = 2
+    # Which critic's min(Q1, Q2) enters the cached advantage A(s, a) = min(Q1, Q2)(s, a) - V(s):
+    # "online" (the trained critic; what the authors' code saves and loads) or "target" (its
+    # Polyak average, dvdf 0.1.0's choice).
+    advantage_critic: Literal["online", "target"] = "online"
 
     def __post_init__(self) -> None:
         _check(self.steps > 0 and self.batch_size > 0, "value.steps and value.batch_size must be > 0")
@@ -93,24 +101,72 @@ class ValueStageConfig:
 
 
 @dataclass(frozen=True)
-class ScorerConfig:
-    """Stage 2: dynamics-alignment scorers (contrastive = IGDF, optimal transport = OTDF)."""
+class ContrastiveConfig:
+    """IGDF's contrastive encoders phi(s, a), psi(s') (stage 2 of igdf, dvdf-igdf, dvdf-iql-adv)."""
 
-    contrastive_steps: int = 7_000
-    contrastive_batch: int = 128
-    contrastive_lr: float = 3e-4
+    steps: int = 7_000
+    batch_size: int = 128           # n target transitions against n - 1 source next states
+    lr: float = 3e-4
     embed_dim: int = 64
     hidden: int = 256
-    ot_chunk: int = 10_000          # source transitions per Sinkhorn problem
-    ot_reg: float = 0.01            # entropic regularisation (cost scaled to [0, 1])
-    ot_max_iter: int = 1_000
-    vae_steps: int = 10_000         # OTDF behaviour VAE on the target data
-    vae_hidden: int = 750
-    vae_lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        _check(self.contrastive_steps > 0 and self.contrastive_batch > 1, "scorer.contrastive_* must be positive")
-        _check(self.ot_chunk > 0 and self.ot_reg > 0, "scorer.ot_chunk and scorer.ot_reg must be > 0")
+        _check(self.steps > 0, f"scorer.contrastive.steps must be > 0, got {self.steps}")
+        _check(self.batch_size > 1, f"scorer.contrastive.batch_size must be > 1, got {self.batch_size}")
+        _check(self.lr > 0, f"scorer.contrastive.lr must be > 0, got {self.lr}")
+        _check(self.embed_dim > 0 and self.hidden > 0, "scorer.contrastive.embed_dim and hidden must be > 0")
+
+
+@dataclass(frozen=True)
+class OTConfig:
+    """OTDF's optimal-transport score (stage 2 of otdf, dvdf-otdf)."""
+
+    chunk: int = 10_000             # source transitions per Sinkhorn problem
+    reg: float = 0.01               # entropic regularisation (cost scaled to [0, 1])
+    max_iter: int = 1_000
+
+    def __post_init__(self) -> None:
+        _check(self.chunk > 0, f"scorer.ot.chunk must be > 0, got {self.chunk}")
+        _check(self.reg > 0, f"scorer.ot.reg must be > 0, got {self.reg}")
+        _check(self.max_iter > 0, f"scorer.ot.max_iter must be > 0, got {self.max_iter}")
+
+
+@dataclass(frozen=True)
+class BehaviorVAEConfig:
+    """OTDF's behaviour VAE beta(a|s), trained on the target data for its actor constraint."""
+
+    steps: int = 10_000
+    batch_size: int = 256
+    hidden: int = 750
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check(self.steps > 0 and self.batch_size > 0,
+               "scorer.vae.steps and scorer.vae.batch_size must be > 0")
+        _check(self.hidden > 0 and self.lr > 0, "scorer.vae.hidden and scorer.vae.lr must be > 0")
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Stage 2: one section per artifact, each hashed whole into that artifact's cache key.
+
+    Tuning one scorer never rebuilds another, and a field added to a section is part of its key
+    without further code. Files written for dvdf 0.1.0 (flat ``scorer.contrastive_steps`` etc.)
+    still load: :data:`RENAMED_KEYS` maps each old key to its new place.
+    """
+
+    # The 0.1.0 flat layout -> this one (dotted, relative to ``scorer``); read by dvdf.schema.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "contrastive_steps": "contrastive.steps", "contrastive_batch": "contrastive.batch_size",
+        "contrastive_lr": "contrastive.lr", "embed_dim": "contrastive.embed_dim",
+        "hidden": "contrastive.hidden", "ot_chunk": "ot.chunk", "ot_reg": "ot.reg",
+        "ot_max_iter": "ot.max_iter", "vae_steps": "vae.steps", "vae_hidden": "vae.hidden",
+        "vae_lr": "vae.lr",
+    }
+
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    ot: OTConfig = field(default_factory=OTConfig)
+    vae: BehaviorVAEConfig = field(default_factory=BehaviorVAEConfig)
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,20 @@ def get_method(name: str) -> Method:
 def comparison_pairs() -> tuple[tuple[str, str], ...]:
     """(method, its baseline) for every method that names one, in registry order."""
     return tuple((m.name, m.baseline) for m in _REGISTRY.values() if m.baseline is not None)
+
+
+# Membership in the ranges above, and how they read in messages, so every validator (the
+# experiment config, the sweep's points and search ranges) applies one rule: lambda in a closed
+# interval, xi open at 0 (keeping nothing is no filter).
+TRADEOFF_INTERVAL = f"[{TRADEOFF_RANGE[0]:g}, {TRADEOFF_RANGE[1]:g}]"
+KEEP_RATIO_INTERVAL = f"({KEEP_RATIO_RANGE[0]:g}, {KEEP_RATIO_RANGE[1]:g}]"
+
+
+def valid_tradeoff(value: float) -> bool:
+    """lambda (``filter.tradeoff``) lies in TRADEOFF_RANGE, both ends included."""
+    return TRADEOFF_RANGE[0] <= value <= TRADEOFF_RANGE[1]
+
+
+def valid_keep_ratio(value: float) -> bool:
+    """xi (``filter.keep_ratio``) lies in KEEP_RATIO_RANGE, 0 excluded."""
+    return KEEP_RATIO_RANGE[0] < value <= KEEP_RATIO_RANGE[1]

@@ -89,6 +89,9 @@ def from_dict(cls: type[T], data: Any, where: str = "", source: str = "config") 
     if not isinstance(data, Mapping):
         raise DvdfError(f"{source}: '{where}' must be a mapping, got {_describe(data)}" if where
                         else f"{source}: the top level must be a mapping, got {_describe(data)}")
+    renamed = getattr(cls, "RENAMED_KEYS", None)   # {old key: "new.dotted.key"} of an older layout
+    if renamed:
+        data = _move_renamed_keys(data, renamed, where, source)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [key for key in data if key not in fields]
@@ -211,6 +214,28 @@ def _as_number(value: Any, where: str, source: str) -> int | float:
         except ValueError:
             pass
     raise DvdfError(f"{source}: '{where}' must be a number, got {value!r}")
+
+
+def _move_renamed_keys(data: Mapping, renamed: Mapping[str, str], where: str, source: str) -> dict:
+    """A copy of ``data`` with each old key moved to its new dotted place (files of an older layout
+    keep loading); an old key and its new name both given is an error naming both."""
+    moved = _deep_copy(dict(data))
+    for old, new in renamed.items():
+        if old not in moved:
+            continue
+        value = moved.pop(old)
+        *sections, leaf = new.split(".")
+        node = moved
+        for section in sections:
+            child = node.setdefault(section, {})
+            if not isinstance(child, dict):
+                raise DvdfError(f"{source}: '{_join(where, section)}' must be a mapping, got {_describe(child)}")
+            node = child
+        if leaf in node:
+            raise DvdfError(f"{source}: '{_join(where, old)}' is the old name of '{_join(where, new)}'; "
+                            "give only the new one")
+        node[leaf] = value
+    return moved
 
 
 def _describe(value: Any) -> str:

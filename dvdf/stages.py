@@ -7,6 +7,10 @@ and their own hyperparameters - never on lambda (``filter.tradeoff``) or xi
 built from exactly those inputs, so a sweep over lambda/xi computes them once per
 (group, seed) and every trial loads them. What is cached is the *per-transition* output
 (advantage A(s,a), score h(s,a,s')), computed once up front without gradients.
+
+Which artifacts a run needs comes from the method registry (:func:`dvdf.methods.get_method`): its
+dynamics scorer, its value model and whether it has OTDF's behaviour constraint. Each key hashes
+its stage's config section whole (:func:`stage_inputs`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ import numpy as np
 import torch
 
 from dvdf.cache import ArtifactCache
-from dvdf.config import ExperimentConfig
+from dvdf.config import ExperimentConfig, ValueStageConfig
+from dvdf.methods import get_method
 from dvdf.schema import to_dict
 
-# Fields of ScorerConfig that each artifact depends on (so tuning one scorer never rebuilds another).
-_CONTRASTIVE_FIELDS = ("contrastive_steps", "contrastive_batch", "contrastive_lr", "embed_dim", "hidden")
-_OT_FIELDS = ("ot_chunk", "ot_reg", "ot_max_iter")
-_VAE_FIELDS = ("vae_steps", "vae_hidden", "vae_lr")
+# Artifact kinds: the cache's sub-directories (the scorer kinds are dvdf.methods' scorer names).
+VALUE, CONTRASTIVE, OT, VAE = "value", "contrastive", "ot", "vae"
 
 
 @dataclass
@@ -62,11 +65,6 @@ class StageOutputs:
     artifact_dirs: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def value_model_kind(config: ExperimentConfig) -> str:
-    """'sql' or 'iql'. The dvdf-iql-adv ablation is DVDF with an IQL-pretrained value model."""
-    return "iql" if config.filter.method == "dvdf-iql-adv" else config.value.model
-
-
 # ----------------------------------------------------------------------------------- data
 def resolve_dataset_paths(config: ExperimentConfig, progress: bool = False) -> tuple[Path, Path]:
     """Explicit paths as given; otherwise ``<data_dir>/<domain>-<quality>.hdf5``, generated if missing."""
@@ -78,7 +76,8 @@ def resolve_dataset_paths(config: ExperimentConfig, progress: bool = False) -> t
         if explicit is not None:
             paths.append(Path(explicit).expanduser())
         else:
-            paths.append(Path(ensure_dataset(domain, data.quality, data.data_dir, data.collect, progress=progress)))
+            paths.append(Path(ensure_dataset(domain, data.quality, data.data_dir, data.collect,
+                                             progress=progress)))
     return paths[0], paths[1]
 
 
@@ -89,7 +88,8 @@ def load_experiment_data(config: ExperimentConfig, progress: bool = False) -> Ex
     source_path, target_path = resolve_dataset_paths(config, progress)
     source_ds = read_dataset(source_path, domain=data.source_domain)
     target_ds = read_dataset(target_path, domain=data.target_domain)
-    target = subsample(target_ds.transitions(), fraction=None if data.target_transitions else data.target_fraction,
+    fraction = None if data.target_transitions else data.target_fraction
+    target = subsample(target_ds.transitions(), fraction=fraction,
                        count=data.target_transitions, seed=data.subsample_seed,
                        replace=data.target_with_replacement)
     target_key = _digest({"dataset": _content_checksum(target_ds), "fraction": data.target_fraction,
@@ -98,8 +98,9 @@ def load_experiment_data(config: ExperimentConfig, progress: bool = False) -> Ex
     names = source_ds.metadata.get("provenance_names")
     if isinstance(names, str):
         names = json.loads(names)
-    return ExperimentData(source=source_ds.transitions(), target=target, source_key=_content_checksum(source_ds),
-                          target_key=target_key, provenance_names=list(names) if names else None,
+    return ExperimentData(source=source_ds.transitions(), target=target,
+                          source_key=_content_checksum(source_ds), target_key=target_key,
+                          provenance_names=list(names) if names else None,
                           source_path=str(source_path), target_path=str(target_path))
 
 
@@ -124,89 +125,106 @@ def to_device(columns: dict[str, np.ndarray], device: torch.device) -> dict[str,
 
 
 # --------------------------------------------------------------------------------- stages
+def value_stage_config(config: ExperimentConfig) -> Optional[ValueStageConfig]:
+    """The stage-1 config this run's method trains, with ``model`` the one the method uses
+    (``value.model``, or IQL for the dvdf-iql-adv ablation); None when the method uses no value."""
+    kind = get_method(config.filter.method).value_model_for(config.value.model)
+    return None if kind is None else dataclasses.replace(config.value, model=kind)
+
+
+def stage_inputs(config: ExperimentConfig, data: ExperimentData) -> dict[str, dict[str, Any]]:
+    """Cache-key inputs of every artifact the configured method needs, by artifact kind.
+
+    Each holds the data checksums it reads, the seed where it is trained, and its stage's config
+    section hashed WHOLE (``to_dict``), so any field of that section - present or added later -
+    changes the key, and no other section does. lambda and xi are in none of them.
+    """
+    method = get_method(config.filter.method)
+    inputs: dict[str, dict[str, Any]] = {}
+    if not method.uses_source:
+        return inputs
+    value = value_stage_config(config)
+    if value is not None:
+        from dvdf.envs import get_domain
+        robot = get_domain(config.data.source_domain).robot   # SQL's default alpha depends on it
+        inputs[VALUE] = {"source": data.source_key, "seed": config.seed, "robot": robot,
+                         "value": to_dict(value)}
+    if method.dynamics_scorer == CONTRASTIVE:
+        inputs[CONTRASTIVE] = {"source": data.source_key, "target": data.target_key, "seed": config.seed,
+                               "scorer": to_dict(config.scorer.contrastive)}
+    elif method.dynamics_scorer == OT:   # deterministic: no seed
+        inputs[OT] = {"source": data.source_key, "target": data.target_key,
+                      "scorer": to_dict(config.scorer.ot)}
+    if method.behavior_constraint:
+        inputs[VAE] = {"target": data.target_key, "seed": config.seed, "scorer": to_dict(config.scorer.vae)}
+    return inputs
+
+
 def build_stages(config: ExperimentConfig, data: ExperimentData, device: torch.device,
                  progress: bool = False) -> StageOutputs:
     """Build (or load from the cache) every artifact the configured method needs."""
-    method = config.filter
     out = StageOutputs()
-    if not method.uses_source:
+    inputs = stage_inputs(config, data)
+    if not inputs:
         return out
     cache = ArtifactCache(config.cache_dir)
-    from dvdf.envs import get_domain
-
-    robot = get_domain(config.data.source_domain).robot
 
     def tensors():  # moved to the device only if something must be built
         return data.on_device(device)
 
-    if method.uses_value:
-        kind = value_model_kind(config)
-        inputs = {"source": data.source_key, "model": kind, "seed": config.seed, "robot": robot,
-                  "value": {k: v for k, v in to_dict(config.value).items() if k != "model"}}
+    if VALUE in inputs:
+        value_cfg = value_stage_config(config)
 
         def build_value(directory: Path) -> None:
             from dvdf.algos import fit_value_model, source_advantages
             src, _ = tensors()
-            learner = fit_value_model(src, dataclasses.replace(config.value, model=kind), robot=robot,
-                                      seed=config.seed, device=device, progress=progress)
+            learner = fit_value_model(src, value_cfg, robot=inputs[VALUE]["robot"], seed=config.seed,
+                                      device=device, progress=progress)
             torch.save(learner.state_dict(), directory / "value_model.pt")
             torch.save(source_advantages(learner, src).float().cpu(), directory / "advantage.pt")
 
-        path = cache.get_or_build("value", inputs, build_value)
+        path = cache.get_or_build(VALUE, inputs[VALUE], build_value)
         out.advantage = torch.load(path / "advantage.pt", map_location=device)
-        out.artifact_dirs["value"] = str(path)
+        out.artifact_dirs[VALUE] = str(path)
 
-    scorer = method.dynamics_scorer
-    if scorer == "contrastive":
-        inputs = {"source": data.source_key, "target": data.target_key, "seed": config.seed,
-                  "scorer": _fields(config.scorer, _CONTRASTIVE_FIELDS)}
-
+    if CONTRASTIVE in inputs:
         def build_contrastive(directory: Path) -> None:
-            from dvdf.filtering import fit_contrastive_scorer
+            from dvdf.algos import fit_contrastive_scorer
             src, tgt = tensors()
-            model = fit_contrastive_scorer(src, tgt, config.scorer, seed=config.seed, device=device,
-                                           progress=progress)
+            model = fit_contrastive_scorer(src, tgt, config.scorer.contrastive, seed=config.seed,
+                                           device=device, progress=progress)
             torch.save(model.state_dict(), directory / "scorer.pt")
             scores = model.score(src["observations"], src["actions"], src["next_observations"])
             torch.save(scores.float().cpu(), directory / "dyn_score.pt")
 
-        path = cache.get_or_build("contrastive", inputs, build_contrastive)
+        path = cache.get_or_build(CONTRASTIVE, inputs[CONTRASTIVE], build_contrastive)
         out.dyn_score = torch.load(path / "dyn_score.pt", map_location=device)
-        out.artifact_dirs["contrastive"] = str(path)
-    elif scorer == "ot":
-        inputs = {"source": data.source_key, "target": data.target_key,
-                  "scorer": _fields(config.scorer, _OT_FIELDS)}
-
+        out.artifact_dirs[CONTRASTIVE] = str(path)
+    elif OT in inputs:
         def build_ot(directory: Path) -> None:
             from dvdf.filtering import ot_scores
             src, tgt = tensors()
-            torch.save(ot_scores(src, tgt, config.scorer, device=device, progress=progress).float().cpu(),
+            torch.save(ot_scores(src, tgt, config.scorer.ot, device=device, progress=progress).float().cpu(),
                        directory / "dyn_score.pt")
 
-        path = cache.get_or_build("ot", inputs, build_ot)
+        path = cache.get_or_build(OT, inputs[OT], build_ot)
         out.dyn_score = torch.load(path / "dyn_score.pt", map_location=device)
-        out.artifact_dirs["ot"] = str(path)
+        out.artifact_dirs[OT] = str(path)
 
-    if method.method == "otdf":
-        inputs = {"target": data.target_key, "seed": config.seed, "scorer": _fields(config.scorer, _VAE_FIELDS)}
-
+    if VAE in inputs:
         def build_vae(directory: Path) -> None:
             from dvdf.algos import fit_behavior_vae
             _, tgt = tensors()
-            vae = fit_behavior_vae(tgt, config.scorer, seed=config.seed, device=device, progress=progress)
+            vae = fit_behavior_vae(tgt, config.scorer.vae, seed=config.seed, device=device, progress=progress)
             torch.save(vae.state_dict(), directory / "vae.pt")
 
-        path = cache.get_or_build("vae", inputs, build_vae)
+        path = cache.get_or_build(VAE, inputs[VAE], build_vae)
         from dvdf.algos import load_behavior_vae
-        out.behavior_vae = load_behavior_vae(path / "vae.pt", config.scorer, device=device)
-        out.artifact_dirs["vae"] = str(path)
+        out.behavior_vae = load_behavior_vae(path / "vae.pt", config.scorer.vae, device=device)
+        out.artifact_dirs[VAE] = str(path)
     return out
 
 
 # -------------------------------------------------------------------------------- helpers
-def _fields(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in names}
-
-
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]

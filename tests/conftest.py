@@ -77,7 +77,8 @@ def tiny_experiment_overrides(data_dir, cache_dir, method="dvdf-igdf", steps=200
         f"data.data_dir={data_dir}", f"cache_dir={cache_dir}", f"filter.method={method}",
         f"data.source_domain={TINY_SOURCE}", f"data.target_domain={TINY_TARGET}", "data.quality=medium",
         "data.target_fraction=0.5", f"iql.steps={steps}", f"eval.every={steps // 2}", "eval.episodes=2",
-        "value.steps=200", "scorer.contrastive_steps=100", "scorer.vae_steps=100",
-        "scorer.ot_chunk=1000", "iql.hidden=64", "value.hidden=64", "scorer.hidden=64", "scorer.vae_hidden=64",
+        "value.steps=200", "scorer.contrastive.steps=100", "scorer.vae.steps=100",
+        "scorer.ot.chunk=1000", "iql.hidden=64", "value.hidden=64", "scorer.contrastive.hidden=64",
+        "scorer.vae.hidden=64",
         "device=cpu",
     ]

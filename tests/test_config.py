@@ -19,7 +19,7 @@ def test_defaults_are_the_paper_defaults():
     assert (config.filter.tradeoff, config.filter.keep_ratio) == (0.7, 0.5)
     assert config.iql.batch_size == 128 and config.iql.expectile == 0.7 and config.iql.beta == 3.0
     assert config.data.target_fraction == 0.1 and not config.data.target_with_replacement
-    assert config.scorer.contrastive_steps == 7000 and config.scorer.embed_dim == 64
+    assert config.scorer.contrastive.steps == 7000 and config.scorer.contrastive.embed_dim == 64
 
 
 def test_numbers_parse_as_numbers(tmp_path):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dvdf.algos.value_learner import ValueLearner, fit_value_model
+from dvdf.algos.contrastive import ContrastiveScorer, fit_contrastive_scorer, nce_loss
 from dvdf.algos.vae import behavior_log_prob_penalty, fit_behavior_vae, load_behavior_vae
-from dvdf.config import ScorerConfig, ValueStageConfig
-from dvdf.filtering.contrastive import ContrastiveScorer, fit_contrastive_scorer, nce_loss
+from dvdf.algos.value_learner import ValueLearner, fit_value_model, source_advantages
+from dvdf.config import BehaviorVAEConfig, ContrastiveConfig, OTConfig, ValueStageConfig
 from dvdf.filtering.optimal_transport import ot_scores
-from dvdf.filtering.value import source_advantages
 
 OBS, ACT = 4, 2
 
@@ -52,8 +51,7 @@ def test_contrastive_scorer_ranks_target_dynamics_higher():
     gen, target_dyn, source_dyn = two_domains(0)
     target = linear_transitions(2000, target_dyn, gen)
     source = linear_transitions(4000, source_dyn, gen)
-    cfg = ScorerConfig(contrastive_steps=300, contrastive_batch=64, embed_dim=16, hidden=64,
-                       contrastive_lr=1e-3)
+    cfg = ContrastiveConfig(steps=300, batch_size=64, embed_dim=16, hidden=64, lr=1e-3)
     scorer = fit_contrastive_scorer(source, target, cfg, seed=0, device="cpu")
     assert not any(p.requires_grad for p in scorer.parameters())
 
@@ -71,7 +69,7 @@ def test_contrastive_training_is_deterministic():
     gen, target_dyn, source_dyn = two_domains(1)
     target = linear_transitions(500, target_dyn, gen)
     source = linear_transitions(500, source_dyn, gen)
-    cfg = ScorerConfig(contrastive_steps=20, contrastive_batch=16, embed_dim=8, hidden=16)
+    cfg = ContrastiveConfig(steps=20, batch_size=16, embed_dim=8, hidden=16)
     a = fit_contrastive_scorer(source, target, cfg, seed=3, device="cpu")
     b = fit_contrastive_scorer(source, target, cfg, seed=3, device="cpu")
     for pa, pb in zip(a.parameters(), b.parameters()):
@@ -86,7 +84,7 @@ def test_ot_score_ranks_target_dynamics_higher():
     shifted = linear_transitions(300, source_dyn, gen)
     # The source set mixes both dynamics; chunks of 250 also exercise the chunking (last chunk 100).
     source = {k: torch.cat([aligned[k], shifted[k]]) for k in aligned}
-    cfg = ScorerConfig(ot_chunk=250, ot_reg=0.01, ot_max_iter=500)
+    cfg = OTConfig(chunk=250, reg=0.01, max_iter=500)
     scores = ot_scores(source, target, cfg, device="cpu")
     assert scores.shape == (600,) and torch.isfinite(scores).all()
     assert roc_auc(scores[:300], scores[300:]) > 0.8
@@ -118,6 +116,27 @@ def test_value_model_advantage_tracks_reward(model):
                                rtol=0, atol=0)
 
 
+def test_advantage_reads_the_online_critic_by_default_as_the_authors():
+    """A = min(Q1, Q2) - V of the ONLINE critic (the authors save and load it); the Polyak target
+    critic only when asked for. A slow Polyak rate keeps the two critics apart."""
+    data = bandit(600, 2)
+    obs, act = data["observations"], data["actions"]
+    cfg = ValueStageConfig(steps=50, hidden=16, lr=1e-2, polyak=0.01)
+    assert cfg.advantage_critic == "online"
+    learner = fit_value_model(data, cfg, robot="hopper", seed=0, device="cpu")
+    with torch.no_grad():
+        v = learner.v(obs)
+        online = learner.q(obs, act).amin(-2) - v
+        target = learner.q_target(obs, act).amin(-2) - v
+    assert (online - target).abs().max() > 1e-2       # the two choices are told apart
+    torch.testing.assert_close(source_advantages(learner, data, chunk=250), online, rtol=0, atol=0)
+    # The target critic is still there as an option; training is the same, only A reads another critic.
+    as_target = fit_value_model(data, ValueStageConfig(steps=50, hidden=16, lr=1e-2, polyak=0.01,
+                                                       advantage_critic="target"),
+                                robot="hopper", seed=0, device="cpu")
+    torch.testing.assert_close(source_advantages(as_target, data), target, rtol=0, atol=0)
+
+
 def test_value_model_is_deterministic_and_alpha_follows_robot():
     data = bandit(500, 1)
     cfg = ValueStageConfig(steps=10, hidden=16)
@@ -133,7 +152,7 @@ def test_behavior_vae_learns_the_target_behaviour(tmp_path):
     obs = torch.randn(2000, OBS, generator=gen)
     act = torch.tanh(obs[:, :ACT])                       # deterministic behaviour a = tanh(s[:2])
     target = {"observations": obs, "actions": act}
-    cfg = ScorerConfig(vae_steps=300, vae_hidden=64, vae_lr=1e-3)
+    cfg = BehaviorVAEConfig(steps=300, hidden=64, lr=1e-3)
     vae = fit_behavior_vae(target, cfg, seed=0, device="cpu")
     assert not any(p.requires_grad for p in vae.parameters())
     noise = torch.Generator().manual_seed(0)

@@ -1,4 +1,4 @@
-"""Per-batch selection against a direct NumPy implementation of METHOD.md stage 3."""
+"""Per-batch selection against a direct NumPy implementation of docs/METHOD.md stage 3."""
 
 from __future__ import annotations
 
@@ -104,3 +104,29 @@ def test_selection_is_per_batch_with_leading_member_dim():
 def test_unknown_weight_rule_is_rejected():
     with pytest.raises(ValueError, match="weight rule"):
         source_weights("softmax", torch.zeros(2), torch.zeros(2))
+
+
+def test_filtering_never_imports_algos():
+    """Dependencies run one way: dvdf.algos uses dvdf.filtering (select), never the reverse."""
+    import ast
+    from pathlib import Path
+
+    import dvdf.filtering
+
+    offenders = []
+    for path in sorted(Path(dvdf.filtering.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names
+                          if name.split(".")[:2] == ["dvdf", "algos"]]
+    assert offenders == []
+
+
+def test_lambda_and_xi_ranges_one_rule():
+    from dvdf.methods import KEEP_RATIO_INTERVAL, TRADEOFF_INTERVAL, valid_keep_ratio, valid_tradeoff
+
+    assert (TRADEOFF_INTERVAL, KEEP_RATIO_INTERVAL) == ("[0, 1]", "(0, 1]")
+    assert [valid_tradeoff(x) for x in (-0.01, 0.0, 0.7, 1.0, 1.01)] == [False, True, True, True, False]
+    xi_valid = [valid_keep_ratio(x) for x in (0.0, 1e-9, 0.5, 1.0, 1.01)]
+    assert xi_valid == [False, True, True, True, False]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-SQL_ALPHA = 0.1        # METHOD.md: alpha = 0.1 ...
+SQL_ALPHA = 0.1        # docs/METHOD.md: alpha = 0.1 ...
 SQL_ALPHA_ANT = 0.2    # ... and 0.2 for ant
 
 

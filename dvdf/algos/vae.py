@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dvdf.algos.optim import make_adam
-from dvdf.config import ScorerConfig
+from dvdf.config import BehaviorVAEConfig
 from dvdf.nets import BehaviorVAE, seeded_generators
 
 VAE_KL_WEIGHT = 0.5
@@ -48,20 +48,21 @@ def behavior_log_prob_penalty(vae: BehaviorVAE, obs: Tensor, action: Tensor,
     return vae_negative_elbo(recon, action, mean, log_std)
 
 
-def fit_behavior_vae(target: dict[str, Tensor], cfg: ScorerConfig, seed: int, device,
-                     progress: bool = False, batch_size: int = 256) -> BehaviorVAE:
-    """Train beta(a|s) on the target transitions (``cfg.vae_steps`` Adam steps at ``cfg.vae_lr``).
+def fit_behavior_vae(target: dict[str, Tensor], cfg: BehaviorVAEConfig, seed: int, device,
+                     progress: bool = False) -> BehaviorVAE:
+    """Train beta(a|s) on the target transitions: ``cfg.steps`` Adam steps at ``cfg.lr``, each on
+    ``cfg.batch_size`` rows.
 
     Minibatches are drawn with a generator seeded from ``seed``; returns the VAE frozen, in eval mode.
     """
     device = torch.device(device)
     obs, act = target["observations"], target["actions"]
-    vae = BehaviorVAE(obs.shape[-1], act.shape[-1], hidden=cfg.vae_hidden,
+    vae = BehaviorVAE(obs.shape[-1], act.shape[-1], hidden=cfg.hidden,
                       generators=seeded_generators(seed)).to(device)
-    optimizer = make_adam(vae.parameters(), cfg.vae_lr)
+    optimizer = make_adam(vae.parameters(), cfg.lr)
     gen = torch.Generator(device=device).manual_seed(seed)
-    for _ in tqdm(range(cfg.vae_steps), desc="behaviour VAE", disable=not progress, mininterval=1.0):
-        idx = torch.randint(obs.shape[0], (batch_size,), generator=gen, device=device)
+    for _ in tqdm(range(cfg.steps), desc="behaviour VAE", disable=not progress, mininterval=1.0):
+        idx = torch.randint(obs.shape[0], (cfg.batch_size,), generator=gen, device=device)
         recon, mean, log_std = vae(obs[idx], act[idx], gen)
         loss, _ = vae_loss(recon, act[idx], mean, log_std)
         optimizer.zero_grad(set_to_none=True)
@@ -71,15 +72,15 @@ def fit_behavior_vae(target: dict[str, Tensor], cfg: ScorerConfig, seed: int, de
     return vae.eval()
 
 
-def load_behavior_vae(path, cfg: ScorerConfig, device) -> BehaviorVAE:
+def load_behavior_vae(path, cfg: BehaviorVAEConfig, device) -> BehaviorVAE:
     """Rebuild a frozen VAE saved with ``torch.save(vae.state_dict(), path)``.
 
-    The sizes come from the saved weights (obs/act/latent dims) and ``cfg.vae_hidden``.
+    The sizes come from the saved weights (obs/act/latent dims) and ``cfg.hidden``.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     act_dim = state["decoder.layers.2.weight"].shape[-1]
     latent_dim = state["encoder.layers.2.weight"].shape[-1] // 2
     obs_dim = state["decoder.layers.0.weight"].shape[-2] - latent_dim
-    vae = BehaviorVAE(obs_dim, act_dim, hidden=cfg.vae_hidden, latent_dim=latent_dim)
+    vae = BehaviorVAE(obs_dim, act_dim, hidden=cfg.hidden, latent_dim=latent_dim)
     vae.load_state_dict(state)
     return vae.to(device).requires_grad_(False).eval()

@@ -5,13 +5,16 @@ u = min(Qt1, Qt2)(s, a) - V(s) and Qt the Polyak-averaged critic:
   V: SQL's sparse loss (alpha) or IQL's expectile loss (tau);
   Q: unweighted twin TD loss to r + gamma (1 - done) V(s');
   Qt <- Polyak(Qt, Q).
-The advantage of a transition is A(s, a) = min(Qt1, Qt2)(s, a) - V(s), the quantity V was fitted
-against.
+The advantage of a source transition, cached for stage 3, is A(s, a) = min(Q1, Q2)(s, a) - V(s)
+with the critic chosen by ``value.advantage_critic``: the online critic Q by default (the authors'
+code saves the online critic and V and scores with them), or the target critic Qt (the quantity
+V was fitted against; dvdf 0.1.0's choice).
 """
 
 from __future__ import annotations
 
 import copy
+
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -21,6 +24,8 @@ from dvdf.algos.optim import make_adam
 from dvdf.algos.sql import default_sql_alpha, sparse_value_loss
 from dvdf.config import ValueStageConfig
 from dvdf.nets import TwinQ, ValueNet, seeded_generators
+
+ADVANTAGE_CHUNK = 65_536  # source transitions per no-grad advantage pass
 
 
 class ValueLearner(nn.Module):
@@ -65,10 +70,15 @@ class ValueLearner(nn.Module):
         polyak_update(self.q_target.parameters(), self.q.parameters(), self.cfg.polyak)
         return {**v_info, **q_info}
 
+    @property
+    def advantage_critic(self) -> TwinQ:
+        """The critic whose min(Q1, Q2) enters A: online Q or target Qt (``cfg.advantage_critic``)."""
+        return self.q if self.cfg.advantage_critic == "online" else self.q_target
+
     @torch.no_grad()
     def advantage(self, obs: Tensor, act: Tensor) -> Tensor:
-        """A(s, a) = min(Qt1, Qt2)(s, a) - V(s)."""
-        return self.q_target(obs, act).amin(-2) - self.v(obs)
+        """A(s, a) = min(Q1, Q2)(s, a) - V(s), Q = :attr:`advantage_critic`."""
+        return self.advantage_critic(obs, act).amin(-2) - self.v(obs)
 
 
 def fit_value_model(source: dict[str, Tensor], cfg: ValueStageConfig, robot: str, seed: int, device,
@@ -88,3 +98,13 @@ def fit_value_model(source: dict[str, Tensor], cfg: ValueStageConfig, robot: str
         learner.update({k: source[k][idx] for k in keys})
     learner.requires_grad_(False)
     return learner.eval()
+
+
+@torch.no_grad()
+def source_advantages(learner: ValueLearner, source: dict[str, Tensor],
+                      chunk: int = ADVANTAGE_CHUNK) -> Tensor:
+    """A(s, a) of every source transition, ``(N_source,)``, in chunks, without gradients (the
+    stage-1 artifact that DVDF's score g = lambda h + (1 - lambda) An reads)."""
+    obs, act = source["observations"], source["actions"]
+    parts = [learner.advantage(obs[i:i + chunk], act[i:i + chunk]) for i in range(0, obs.shape[0], chunk)]
+    return torch.cat(parts) if parts else obs.new_zeros(0)

@@ -1,7 +1,10 @@
-"""Source-data filtering: dynamics scores (contrastive, optimal transport), advantages, selection."""
+"""Source-data filtering without learning: OTDF's optimal-transport dynamics score and the
+per-batch selection and weighting of stage 3.
 
-from dvdf.filtering.contrastive import ContrastiveScorer, fit_contrastive_scorer
+The learned scores (IGDF's contrastive encoders, the stage-1 value model) are learners and live in
+:mod:`dvdf.algos`, which uses this package; nothing here imports :mod:`dvdf.algos`.
+"""
+
 from dvdf.filtering.optimal_transport import ot_scores
-from dvdf.filtering.value import source_advantages
 
-__all__ = ["ContrastiveScorer", "fit_contrastive_scorer", "ot_scores", "source_advantages"]
+__all__ = ["ot_scores"]

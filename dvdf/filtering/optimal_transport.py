@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dvdf.config import ScorerConfig
+from dvdf.config import OTConfig
 
 MIN_PLAIN_SINKHORN_REG = 1.0 / 700.0  # exp(-1/reg) above float64's smallest normal number
 
@@ -52,18 +52,18 @@ def chunk_deviation(source_points: Tensor, target_points: Tensor, reg: float, ma
 
 
 @torch.no_grad()
-def ot_scores(source: dict[str, Tensor], target: dict[str, Tensor], cfg: ScorerConfig, device,
+def ot_scores(source: dict[str, Tensor], target: dict[str, Tensor], cfg: OTConfig, device,
               progress: bool = False) -> Tensor:
     """OT score -d_i of every source transition, shape ``(N_source,)``, on ``device``.
 
-    Source points are solved ``cfg.ot_chunk`` at a time against all target points (entropic
-    regularisation ``cfg.ot_reg``, at most ``cfg.ot_max_iter`` Sinkhorn iterations).
-    Memory: a chunk needs a few ``ot_chunk x N_target`` matrices.
+    Source points are solved ``cfg.chunk`` at a time against all target points (entropic
+    regularisation ``cfg.reg``, at most ``cfg.max_iter`` Sinkhorn iterations).
+    Memory: a chunk needs a few ``chunk x N_target`` matrices.
     """
     device = torch.device(device)
     src = transition_points(source).to(device)
     tgt = transition_points(target).to(device)
-    chunks = range(0, src.shape[0], cfg.ot_chunk)
-    scores = [-chunk_deviation(src[start:start + cfg.ot_chunk], tgt, cfg.ot_reg, cfg.ot_max_iter)
+    chunks = range(0, src.shape[0], cfg.chunk)
+    scores = [-chunk_deviation(src[start:start + cfg.chunk], tgt, cfg.reg, cfg.max_iter)
               for start in tqdm(chunks, desc="OT scores", disable=not progress)]
     return torch.cat(scores) if scores else src.new_zeros(0)

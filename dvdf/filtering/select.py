@@ -1,6 +1,6 @@
 """Per-batch selection and weighting of source samples (stage 3), as pure tensor functions.
 
-Symbols (METHOD.md): h = dynamics score, A = advantage, An = per-batch min-max normalised A,
+Symbols (docs/METHOD.md): h = dynamics score, A = advantage, An = per-batch min-max normalised A,
 lambda = ``tradeoff``, g = lambda h + (1 - lambda) An, xi = ``keep_ratio``. Every function works on
 the last dimension (the batch), so leading member dimensions pass through.
 """

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dvdf.algos.optim import make_adam
-from dvdf.config import ScorerConfig
+from dvdf.config import ContrastiveConfig
 from dvdf.nets import ContrastiveEncoders, seeded_generators
 
 SCORE_CHUNK = 65_536  # transitions per no-grad scoring pass
@@ -79,21 +79,21 @@ def contrastive_update(scorer: ContrastiveScorer, optimizer: torch.optim.Optimiz
     return info
 
 
-def fit_contrastive_scorer(source: dict[str, Tensor], target: dict[str, Tensor], cfg: ScorerConfig,
+def fit_contrastive_scorer(source: dict[str, Tensor], target: dict[str, Tensor], cfg: ContrastiveConfig,
                            seed: int, device, progress: bool = False) -> ContrastiveScorer:
-    """Train the IGDF encoders for ``cfg.contrastive_steps`` Adam steps; return the frozen scorer.
+    """Train the IGDF encoders for ``cfg.steps`` Adam steps at ``cfg.lr``; return the frozen scorer.
 
-    Each step: ``cfg.contrastive_batch`` (n) target transitions and n - 1 source next states, drawn
+    Each step: ``cfg.batch_size`` (n) target transitions and n - 1 source next states, drawn
     uniformly with a generator seeded from ``seed``.
     """
     device = torch.device(device)
     obs, act, next_obs = target["observations"], target["actions"], target["next_observations"]
     source_next = source["next_observations"]
     scorer = ContrastiveScorer(obs.shape[-1], act.shape[-1], cfg.embed_dim, cfg.hidden, seed).to(device)
-    optimizer = make_contrastive_optimizer(scorer, cfg.contrastive_lr)
+    optimizer = make_contrastive_optimizer(scorer, cfg.lr)
     gen = torch.Generator(device=device).manual_seed(seed)
-    n = cfg.contrastive_batch
-    for _ in tqdm(range(cfg.contrastive_steps), desc="contrastive scorer", disable=not progress,
+    n = cfg.batch_size
+    for _ in tqdm(range(cfg.steps), desc="contrastive scorer", disable=not progress,
                   mininterval=1.0):
         t_idx = torch.randint(obs.shape[0], (n,), generator=gen, device=device)
         s_idx = torch.randint(source_next.shape[0], (n - 1,), generator=gen, device=device)
