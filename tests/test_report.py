@@ -184,7 +184,7 @@ def test_failed_and_pending_trials_are_listed(tmp_path):
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "| failed | g.igdf_00001 (g.igdf; tradeoff=0.7, keep_ratio=0.3) |" in readme
     assert "RuntimeError: boom" in readme
-    assert "| missing | g.igdf_00002 (g.igdf) | g | igdf |" in readme
+    assert "| pending | g.igdf_00002 (g.igdf) | g | igdf |" in readme
     assert summary["failed_trials"] == ["g.igdf_00001 (g.igdf; tradeoff=0.7, keep_ratio=0.3)"]
     runs = {r["path"]: r for r in read_csv(tmp_path / "out" / "runs.csv")}
     assert runs["g.igdf_00001/seed_100"]["status"] == "failed"
@@ -332,7 +332,7 @@ def test_report_on_real_train_runs(tiny_data_dir, tmp_path):
 
     summary = build_report(root, tmp_path / "report")
     out = tmp_path / "report"
-    assert summary["runs"] == {"finished": 3, "partial": 1, "failed": 0, "missing": 0}
+    assert summary["runs"] == {"finished": 3, "diverged": 0, "partial": 1, "failed": 0, "pending": 0}
     assert set(summary["figures"]) >= {"figures/learning_curves/hopper-kinematic-medium.png",
                                        "figures/filter/hopper-kinematic-medium__igdf.png",
                                        "figures/filter/hopper-kinematic-medium__dvdf-igdf.png"}
@@ -402,7 +402,7 @@ def test_report_on_a_real_sweep(ray_session, tiny_data_dir, tmp_path):
     summary = build_report(exp)
     out = exp / "report"
     assert summary["kind"] == "sweep" and summary["trials"] == 8
-    assert summary["runs"] == {"finished": 14, "partial": 0, "failed": 2, "missing": 0}
+    assert summary["runs"] == {"finished": 14, "diverged": 0, "partial": 0, "failed": 2, "pending": 0}
     assert len(summary["failed_trials"]) == 1 and "hopper-morph-medium.dvdf-igdf" in summary["failed_trials"][0]
     readme = (out / "README.md").read_text()
     assert "RuntimeError: injected failure after the first evaluation" in readme
@@ -449,4 +449,4 @@ def test_an_earlier_report_folder_is_not_read_as_runs(tmp_path):
     write_run(root / "a", "igdf", [1.0, 2.0])
     build_report(root)                                   # exp/report, with a copy of config.yaml
     summary = build_report(root, tmp_path / "elsewhere")
-    assert summary["runs"] == {"finished": 1, "partial": 0, "failed": 0, "missing": 0}
+    assert summary["runs"] == {"finished": 1, "diverged": 0, "partial": 0, "failed": 0, "pending": 0}

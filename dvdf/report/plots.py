@@ -215,8 +215,9 @@ def sensitivity_heatmap(study: SensitivityStudy, path: Path, score: str) -> Path
     ax.set_yticks(range(len(xis)), [_tick(v) for v in xis])
     ax.set_xlabel(PARAM_LABELS["tradeoff"] if lambdas != [None] else "lambda (not used by this method)")
     ax.set_ylabel(PARAM_LABELS["keep_ratio"] if xis != [None] else "xi (not used by this method)")
-    ax.set_title(_title(study, f"mean {score} score over seeds (red frame: best); "
-                               f"CI width: {CONFIDENCE:.0%} bootstrap CI of the mean"))
+    ax.set_title(_title(study, f"mean {score} score over seeds (red frame: best)\n"
+                               f"n = seeds; CI width = width of the {CONFIDENCE:.0%} bootstrap CI of the mean"),
+                 fontsize="medium")
     return save_figure(fig, path)
 
 
@@ -255,8 +256,9 @@ def sensitivity_lines(study: SensitivityStudy, path: Path, score: str) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small", title=PARAM_LABELS[other] if others != [None] else None,
               title_fontsize="small")
-    ax.set_title(_title(study, f"{score} score over {PARAM_LABELS[x_param].split(' ')[0]} (line: mean over "
-                               f"seeds; bars/shade: {CONFIDENCE:.0%} bootstrap CI, n >= {MIN_CI_RUNS})"))
+    ax.set_title(_title(study, f"{score} score over {PARAM_LABELS[x_param].split(' ')[0]}, one line per "
+                               f"{PARAM_LABELS[other].split(' ')[0]}\n(line: mean over seeds; bars and shade: "
+                               f"{CONFIDENCE:.0%} bootstrap CI of the mean, n >= {MIN_CI_RUNS})"), fontsize="medium")
     return save_figure(fig, path)
 
 

@@ -180,8 +180,10 @@ def profile(cells: CellMap, tasks: Sequence[Task], methods: Sequence[str], *, re
     if taus is None:
         every = np.concatenate([m.ravel() for m in matrices.values()])
         every = every[np.isfinite(every)]
-        high = max(100.0, float(every.max())) if every.size else 100.0
+        # From 0 (or the lowest score) to just past the highest: the profile is flat outside.
         low = min(0.0, float(every.min())) if every.size else 0.0
+        high = float(every.max()) if every.size else 100.0
+        high += 0.05 * (high - low) or 1.0
         taus = np.linspace(low, high, PROFILE_POINTS)
     point, interval = _estimates(matrices, lambda scores: rly.score_distributions(scores, taus), reps, seed)
     curves = {m: Interval(point[m], interval[m][0], interval[m][1]) for m in present}   # type: ignore[arg-type]

@@ -197,8 +197,8 @@ def _per_task_section(analysis: Analysis, metric: str, usual_n: int) -> list[str
             lines += [f"Settings behind `{SELECTED_MARK}` (tuned) cells, with the tuning budget (trials x seeds x "
                       "steps; an Optuna or grid search over lambda and xi scored against the target "
                       "environment is online tuning):", ""]
-            lines += [f"- {task.name} / {method}: {cell.setting.label} (best of {cell.n_settings}; budget "
-                      f"{cell.budget.describe() if cell.budget else '-'})"
+            lines += [f"- {task.name} / {method}: {cell.setting.label} (best of {cell.n_settings}), tuning budget "
+                      f"{cell.budget.describe() if cell.budget else '-'}"
                       for (task, method), cell in sorted(chosen, key=lambda kv: (kv[0][0], kv[0][1]))]
             lines.append("")
     return lines
