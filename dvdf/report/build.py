@@ -112,6 +112,12 @@ def statistics(analysis: Analysis) -> dict[str, Any]:
             "pairs": [{"x": i.x, "y": i.y, "tasks": i.tasks, "runs_x": i.runs_x, "runs_y": i.runs_y,
                        **_interval(i.probability)} for i in analysis.improvements]},
     }
+    if analysis.profile is not None:
+        prof = analysis.profile
+        out["performance_profile"] = {
+            "score": HEADLINE, "taus": prof.taus.tolist(),
+            "methods": {m: {"fraction_above": c.point.tolist(), "ci_low": c.low.tolist(), "ci_high": c.high.tolist(),
+                            "runs": prof.runs[m]} for m, c in prof.curves.items()}}
     for metric in METRICS:
         out["aggregates"][metric] = {
             "tasks": [t.name for t in analysis.aggregate_tasks.get(metric, [])],

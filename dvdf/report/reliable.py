@@ -16,9 +16,13 @@ Input is the report's table cells (:class:`dvdf.report.stats.Cell`, one per task
 cell's per-seed scores of one score kind (final, last-k or best-of-run). rliable needs a
 runs x tasks matrix per method, so a method's tasks are aligned on the seed count of its sparsest
 task (the lowest seeds are kept; how many runs were left out is stated). Diverged runs have no
-score (see dvdf.report.stats) and are counted, not silently averaged. Every bootstrap starts from
-``numpy.random.RandomState(seed)``, so a report is reproducible and a test can call rliable
-directly on the same numbers and get the same intervals.
+score (see dvdf.report.stats) and are counted, not silently averaged.
+
+Reproducibility: rliable 1.2's stratified bootstraps draw their resampling indices from numpy's
+*global* generator (``np.random.choice``), whatever ``random_state`` says. Every estimate here
+therefore seeds the global generator with ``seed`` first (and puts its previous state back after),
+so a report is reproducible and a test that seeds numpy the same way and calls rliable directly on
+the same numbers gets the same intervals.
 """
 
 from __future__ import annotations
@@ -94,13 +98,19 @@ def _rng(seed: int) -> np.random.RandomState:
 
 
 def _estimates(score_dict: dict, func: Callable, reps: int, seed: int) -> tuple[dict, dict]:
+    """rliable.library.get_interval_estimates with numpy's global generator seeded (see above)."""
     from rliable import library as rly
 
-    with warnings.catch_warnings():
-        # arch (rliable's bootstrap) warns that RandomState is deprecated; it is what rliable passes.
-        warnings.simplefilter("ignore", FutureWarning)
-        return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE,
-                                          random_state=_rng(seed))
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            # arch (rliable's bootstrap) warns that RandomState is deprecated; it is what rliable passes.
+            warnings.simplefilter("ignore", FutureWarning)
+            return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE,
+                                              random_state=_rng(seed))
+    finally:
+        np.random.set_state(saved)
 
 
 def iqm_and_mean(scores: np.ndarray) -> np.ndarray:
