@@ -353,12 +353,13 @@ def aggregate_intervals(aggregates: Sequence[Aggregate], colors: dict[str, tuple
     for ax, (title, pick) in zip(axes, (("IQM", lambda a: a.iqm), ("mean", lambda a: a.mean))):
         for yi, a in zip(y, aggregates):
             interval = pick(a)
-            ax.errorbar([interval.point], [yi], xerr=[[interval.point - interval.low], [interval.high - interval.point]],
-                        fmt="o", color=colors[a.method], capsize=5, linewidth=2)
+            error = [[interval.point - interval.low], [interval.high - interval.point]]
+            ax.errorbar([interval.point], [yi], xerr=error, fmt="o", color=colors[a.method], capsize=5, linewidth=2)
         ax.set_title(f"{title} [{CONFIDENCE:.0%} CI]")
         ax.set_xlabel(f"{score} {SCORE_LABEL}")
         ax.grid(True, axis="x", alpha=0.3)
-    axes[0].set_yticks(y, [f"{n} ({a.tasks} tasks x {a.runs} runs)" for n, a in zip(names, aggregates)])
+    axes[0].set_yticks(y, [f"{n} ({a.tasks} tasks x {a.runs} runs" + (f", {a.tuned_cells} tuned" if a.tuned_cells else "")
+                           + ")" for n, a in zip(names, aggregates)])
     fig.suptitle(f"Aggregate over tasks and seeds ({score} score; stratified bootstrap, rliable)")
     return save_figure(fig, path)
 
