@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from dvdf.layout import RUN_CONFIG
 from dvdf.methods import METHOD_NAMES, comparison_pairs
 from dvdf.report.load import DIVERGED, FINISHED, Run, Task
 
@@ -125,7 +126,7 @@ class Setting:
         times = []
         for run in self.runs:
             try:
-                times.append((run.path / "config.yaml").stat().st_mtime)
+                times.append((run.path / RUN_CONFIG).stat().st_mtime)
             except OSError:
                 pass
         return (1, min(times) if times else 0.0, str(min(run.path for run in self.runs)))

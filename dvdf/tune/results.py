@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import yaml
@@ -98,10 +100,7 @@ def collect(exp: ExperimentDir) -> list[TrialRecord]:
 
 
 def _join(exp: ExperimentDir, name: str) -> str:
-    import posixpath
-    from pathlib import Path
-
-    return posixpath.join(exp.location, name) if not exp.is_local else str(Path(exp.location, name))
+    return str(Path(exp.location, name)) if exp.is_local else posixpath.join(exp.location, name)
 
 
 def _is_default(record: TrialRecord, used: tuple[str, ...]) -> bool:
