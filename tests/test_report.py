@@ -696,3 +696,31 @@ def test_protocol_presets():
         variant = load_sweep(root / "ablations.yaml", [f"base.filter.weight_rule={rule}", "methods=[dvdf-igdf]",
                                                        "method_params={}", "search.tradeoff=[0.7]"])
         assert variant.spec.base.filter.weight_rule == rule and variant.num_trials == 3
+
+
+def test_cli_bad_statistics_options_are_error_lines(tmp_path):
+    write_run(tmp_path / "run", "igdf", [1.0, 2.0])
+    for args, message in ((("--pair", "foo,igdf"), "unknown method 'foo'"), (("--pair", "igdf"), "expected two"),
+                          (("--last-k", "0"), "--last-k 0: must be at least 1")):
+        result = _cli(str(tmp_path / "run"), *args, "--out", str(tmp_path / "rep"))
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and message in result.stderr, args
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_diverged_train_run_is_shown_and_not_averaged(tmp_path):
+    root = tmp_path / "exp"
+    for seed, scores in ((1, [10.0, 20.0]), (2, [12.0, 22.0]), (3, [50.0])):
+        write_run(root / f"s{seed}", "igdf", scores, seed=seed, total_steps=200)
+    with open(root / "s3" / "metrics.jsonl", "a") as handle:   # the loop's last line of a diverged run
+        handle.write(json.dumps({"step": 150, "normalized_score": float("nan"), "diverged": 1.0}) + "\n")
+    (root / "s3" / "summary.json").write_text(json.dumps({"status": "diverged", "diverged_step": 150,
+                                                           "diverged_quantity": "actor_loss is inf"}))
+    summary = build_report(root, tmp_path / "out")
+    assert summary["runs"]["diverged"] == 1 and summary["runs"]["finished"] == 2
+    cell = next(c for c in summary["statistics"]["cells"]["final"])
+    assert (cell["n"], cell["diverged"], cell["mean"]) == (2, 1, pytest.approx(21.0))
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "**Diverged runs**" in readme and "| diverged | s3 |" in readme
+    assert "diverged at step 150 (actor_loss is inf) - no finished score" in readme
+    assert "21.0 ± 1.4*‡ (n=2; 1 diverged) fixed" in (tmp_path / "out" / "tables.md").read_text()
