@@ -358,8 +358,9 @@ def aggregate_intervals(aggregates: Sequence[Aggregate], colors: dict[str, tuple
         ax.set_title(f"{title} [{CONFIDENCE:.0%} CI]")
         ax.set_xlabel(f"{score} {SCORE_LABEL}")
         ax.grid(True, axis="x", alpha=0.3)
-    axes[0].set_yticks(y, [f"{n} ({a.tasks} tasks x {a.runs} runs" + (f", {a.tuned_cells} tuned" if a.tuned_cells else "")
-                           + ")" for n, a in zip(names, aggregates)])
+    labels = [f"{n} ({a.tasks} tasks x {a.runs} runs" + (f", {a.tuned_cells} tuned" if a.tuned_cells else "") + ")"
+              for n, a in zip(names, aggregates)]
+    axes[0].set_yticks(y, labels)
     fig.suptitle(f"Aggregate over tasks and seeds ({score} score; stratified bootstrap, rliable)")
     return save_figure(fig, path)
 
