@@ -28,8 +28,8 @@ from typing import Any, Optional
 
 from dvdf.atomic import atomic_write_text
 from dvdf.errors import DvdfError
-from dvdf.report import plots
 from dvdf.layout import RUN_CONFIG
+from dvdf.report import plots
 from dvdf.report.analysis import Analysis, Options, analyse
 from dvdf.report.discover import REPORT_MARKERS
 from dvdf.report.index import Written, readme
