@@ -115,7 +115,8 @@ def _aggregate_section(analysis: Analysis) -> list[str]:
     lines = [f"## Aggregate over tasks and seeds: IQM and mean with {CONFIDENCE:.0%} CIs (rliable)", "",
              "IQM = interquartile mean (mean of the middle 50% of all run scores); CIs are "
              f"{CONFIDENCE:.0%} stratified-bootstrap intervals ({reps} resamples of the seeds within each task), "
-             "computed by the `rliable` package. Shown as point [low, high].", ""]
+             "computed by the `rliable` package. Shown as point [low, high]. With few seeds (3-5) a percentile "
+             "bootstrap interval tends to be too narrow: read it as a lower bound on the uncertainty.", ""]
     for metric in METRICS:
         aggregates = analysis.aggregates.get(metric, [])
         if not aggregates:
