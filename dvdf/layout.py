@@ -36,3 +36,19 @@ PARTIAL = "partial"     # has evaluations but did not (yet) reach its last step
 FAILED = "failed"       # errored (a trial Ray marked as error, a run without readable results)
 PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
 STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
+
+# ------------------------------------------------------------- added by reports (trial files, tables)
+TRIAL_PARAMS = "params.json"        # Ray Tune: the trial's config, written when the trial starts
+TRIAL_RESULT = "result.json"        # Ray Tune: one JSON object per report of the trial
+TRIAL_ERROR = "error.txt"           # Ray Tune: written when the trial raised
+RESULTS_TABLE = "results.csv"       # dvdf sweep: per study, the best and the default trial
+TRIALS_TABLE = "trials.csv"         # dvdf sweep: per trial, status and scores
+SCORE_STD = f"{SCORE}_std"          # trainable metric: std of the normalized score over the trial's seeds
+SUMMARY_STATUS = "status"           # summary.json: FINISHED or DIVERGED
+SUMMARY_DIVERGED_STEP = "diverged_step"          # summary.json of a diverged run: the step it stopped at
+SUMMARY_DIVERGED_QUANTITY = "diverged_quantity"  # summary.json of a diverged run: e.g. "q_loss is nan"
+
+
+def seed_score_key(seed: int) -> str:
+    """Trainable metric: the normalized score of one of the trial's seeds."""
+    return f"{SCORE}_seed{seed}"

@@ -184,7 +184,7 @@ def test_failed_and_pending_trials_are_listed(tmp_path):
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "| failed | g.igdf_00001 (g.igdf; tradeoff=0.7, keep_ratio=0.3) |" in readme
     assert "RuntimeError: boom" in readme
-    assert "| missing | g.igdf_00002 (g.igdf) | g | igdf |" in readme
+    assert "| pending | g.igdf_00002 (g.igdf) | g | igdf |" in readme
     assert summary["failed_trials"] == ["g.igdf_00001 (g.igdf; tradeoff=0.7, keep_ratio=0.3)"]
     runs = {r["path"]: r for r in read_csv(tmp_path / "out" / "runs.csv")}
     assert runs["g.igdf_00001/seed_100"]["status"] == "failed"
@@ -332,7 +332,7 @@ def test_report_on_real_train_runs(tiny_data_dir, tmp_path):
 
     summary = build_report(root, tmp_path / "report")
     out = tmp_path / "report"
-    assert summary["runs"] == {"finished": 3, "partial": 1, "failed": 0, "missing": 0}
+    assert summary["runs"] == {"finished": 3, "diverged": 0, "partial": 1, "failed": 0, "pending": 0}
     assert set(summary["figures"]) >= {"figures/learning_curves/hopper-kinematic-medium.png",
                                        "figures/filter/hopper-kinematic-medium__igdf.png",
                                        "figures/filter/hopper-kinematic-medium__dvdf-igdf.png"}
@@ -402,7 +402,7 @@ def test_report_on_a_real_sweep(ray_session, tiny_data_dir, tmp_path):
     summary = build_report(exp)
     out = exp / "report"
     assert summary["kind"] == "sweep" and summary["trials"] == 8
-    assert summary["runs"] == {"finished": 14, "partial": 0, "failed": 2, "missing": 0}
+    assert summary["runs"] == {"finished": 14, "diverged": 0, "partial": 0, "failed": 2, "pending": 0}
     assert len(summary["failed_trials"]) == 1 and "hopper-morph-medium.dvdf-igdf" in summary["failed_trials"][0]
     readme = (out / "README.md").read_text()
     assert "RuntimeError: injected failure after the first evaluation" in readme
@@ -449,4 +449,278 @@ def test_an_earlier_report_folder_is_not_read_as_runs(tmp_path):
     write_run(root / "a", "igdf", [1.0, 2.0])
     build_report(root)                                   # exp/report, with a copy of config.yaml
     summary = build_report(root, tmp_path / "elsewhere")
-    assert summary["runs"] == {"finished": 1, "partial": 0, "failed": 0, "missing": 0}
+    assert summary["runs"] == {"finished": 1, "diverged": 0, "partial": 0, "failed": 0, "pending": 0}
+
+
+# ------------------------------------------------------------------- one reader, one vocabulary
+AGREE_SWEEP = {
+    "name": "agree",
+    "base": {"data": {"source_domain": "hopper-kinematic", "target_domain": "hopper", "quality": "medium"},
+             "iql": {"steps": 200}, "eval": {"every": 100}},
+    "groups": [{"robots": ["hopper"], "shifts": ["kinematic"], "qualities": ["medium"]}],
+    "methods": ["dvdf-igdf"],
+    "search": {"mode": "grid", "tradeoff": [0.3, 0.5, 0.7, 0.9, 1.0], "keep_ratio": [0.5]},
+    "seeds": [1, 2], "collect_missing": False,
+}
+# lambda -> the status its trial is written in (one trial per status of dvdf.layout.STATUSES)
+AGREE_STATUS = {0.3: "finished", 0.5: "diverged", 0.7: "partial", 0.9: "failed", 1.0: "pending"}
+
+
+def write_status_sweep(storage: Path) -> Path:
+    """A sweep experiment directory as Ray Tune and the trainable leave it, one trial per status."""
+    import yaml
+
+    exp = storage / AGREE_SWEEP["name"]
+    exp.mkdir(parents=True)
+    (exp / "sweep.yaml").write_text(yaml.safe_dump(AGREE_SWEEP))
+    study = "hopper-kinematic-medium.dvdf-igdf"
+    for number, (tradeoff, status) in enumerate(AGREE_STATUS.items()):
+        trial = exp / f"{study}_{number:05d}"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({
+            "study": study, "group": "hopper-kinematic-medium", "method": "dvdf-igdf", "robot": "hopper",
+            "shift": "kinematic", "quality": "medium", "target": "base", "tradeoff": tradeoff, "keep_ratio": 0.5,
+            "seeds": [1, 2]}))
+        if status == "pending":
+            continue
+        # The diverged trial scored best at its first report: it must still never be "best".
+        first = 90.0 if status == "diverged" else 10.0 * number
+        reports = [{"step": 100, "normalized_score": first, "normalized_score_std": 1.0, "finished": 0.0,
+                    "normalized_score_seed1": first - 1, "normalized_score_seed2": first + 1}]
+        for seed in (1, 2):
+            scores = [first + (seed - 1.5) * 2]
+            if status == "finished":
+                scores.append(scores[0] + 5)
+            write_run(trial / f"seed_{seed}", "dvdf-igdf", scores, seed=seed, tradeoff=tradeoff, total_steps=200)
+        if status == "finished":
+            reports.append({"step": 200, "normalized_score": first + 5, "normalized_score_std": 1.0,
+                            "finished": 1.0, "normalized_score_seed1": first + 4,
+                            "normalized_score_seed2": first + 6})
+            for seed in (1, 2):
+                (trial / f"seed_{seed}" / "summary.json").write_text(json.dumps({"status": "finished"}))
+        if status == "diverged":
+            # The loop's contract: the last metrics line says diverged, summary.json says where and why.
+            with open(trial / "seed_1" / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": 150, "normalized_score": float("nan"), "diverged": 1.0}) + "\n")
+            (trial / "seed_1" / "summary.json").write_text(json.dumps(
+                {"status": "diverged", "diverged_step": 150, "diverged_quantity": "q_loss is nan"}))
+            reports.append({"step": 150, "normalized_score": float("nan"), "diverged": 1.0, "finished": 0.0})
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
+        if status == "failed":
+            (trial / "error.txt").write_text("Failure # 1\nTraceback (most recent call last):\nRuntimeError: died\n")
+    return exp
+
+
+def test_sweep_results_and_report_agree_on_every_status(tmp_path):
+    import yaml
+
+    from dvdf.tune.results import collect
+    from dvdf.tune.storage import ExperimentDir
+
+    exp = write_status_sweep(tmp_path / "results")
+    by_tradeoff = {r.config["tradeoff"]: r.status for r in collect(ExperimentDir(str(exp)))}
+    assert by_tradeoff == AGREE_STATUS
+    report_view = {trial.params["tradeoff"]: trial.status for trial in load_experiment(exp).trials}
+    assert report_view == AGREE_STATUS
+
+    # The two commands, as a user runs them.
+    sweep_file = tmp_path / "agree.yaml"
+    sweep_file.write_text(yaml.safe_dump(AGREE_SWEEP))
+    result = subprocess.run([sys.executable, "-m", "dvdf.cli", "sweep", str(sweep_file), "--results-only",
+                             "--storage", str(tmp_path / "results")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    trials_csv = {float(r["tradeoff"]): r["status"] for r in read_csv(exp / "trials.csv")}
+    assert trials_csv == AGREE_STATUS
+    results_row = read_csv(exp / "results.csv")[0]
+    assert float(results_row["best_tradeoff"]) == 0.3 and results_row["best_status"] == "finished"
+    assert results_row["diverged"] == "1" and results_row["finished"] == "1"
+    header, _, first = result.stdout.splitlines()[:3]
+    assert "diverged" in header and first.split()[1:3] == ["1/5", "1"]
+
+    report = _cli(str(exp), "--json", "--bootstrap-reps", "200", "--out", str(tmp_path / "rep"))
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout)
+    assert summary["runs"] == {"finished": 2, "diverged": 1, "partial": 3, "failed": 2, "pending": 1}
+    readme = (tmp_path / "rep" / "README.md").read_text()
+    study = "hopper-kinematic-medium.dvdf-igdf"
+    for number, (tradeoff, status) in enumerate(AGREE_STATUS.items()):
+        if status != "finished":
+            assert f"| {status} | {study}_{number:05d} ({study}; tradeoff={tradeoff:g}, keep_ratio=0.5) |" in readme
+    assert "seed 1: diverged at step 150 (q_loss is nan)" in readme
+    runs = {r["path"]: r for r in read_csv(tmp_path / "rep" / "runs.csv")}
+    assert runs[f"{study}_00001/seed_1"]["status"] == "diverged"
+    assert runs[f"{study}_00001/seed_1"]["diverged_quantity"] == "q_loss is nan"
+    # The diverged seed is not a finished score: the setting's numbers hold seed 2 only, and say so.
+    setting = next(r for r in read_csv(tmp_path / "rep" / "settings.csv") if float(r["tradeoff"]) == 0.5)
+    assert setting["final_n_seeds"] == "1" and setting["final_diverged"] == "1"
+    assert float(setting["final_mean"]) == pytest.approx(91.0)
+    assert "1 diverged" in (tmp_path / "rep" / "tables.md").read_text()
+
+
+# ------------------------------------------------------------------------ statistics (rliable)
+def rliable_experiment(root: Path, seeds=(1, 2, 3, 4)) -> dict:
+    """3 tasks x 3 methods x 4 seeds, 7 evaluations each; returns (task, method) -> per-seed score lists."""
+    rng = np.random.default_rng(7)
+    written = {}
+    for shift, quality in (("kinematic", "medium"), ("kinematic", "expert"), ("morph", "medium")):
+        task = f"hopper-{shift}-{quality}"
+        for method, level in (("iql-mix", 30.0), ("igdf", 40.0), ("dvdf-igdf", 45.0)):
+            per_seed = []
+            for seed in seeds:
+                scores = list(level + rng.normal(0, 8, size=7))
+                write_run(root / f"{task}-{method}-{seed}", method, scores, seed=seed, shift=shift, quality=quality)
+                per_seed.append(scores)
+            written[(task, method)] = per_seed
+    return written
+
+
+def test_statistics_equal_rliable_called_directly(tmp_path):
+    from rliable import library as rly
+    from rliable import metrics
+
+    written = rliable_experiment(tmp_path / "exp")
+    reps, k = 300, 3
+
+    def seeded(seed=0):   # rliable's bootstrap draws from numpy's global generator (see dvdf.report.reliable)
+        np.random.seed(seed)
+        return np.random.RandomState(seed)
+
+    result = _cli(str(tmp_path / "exp"), "--json", "--last-k", str(k), "--bootstrap-reps", str(reps),
+                  "--pair", "iql-mix,igdf", "--out", str(tmp_path / "rep"))
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)["statistics"]
+    assert stats["last_k"] == k and stats["headline_score"] == "last_k"
+    assert stats["score_labels"] == {"last_k": "last-3 mean", "final": "final", "best": "best-of-run (optimistic)"}
+
+    # The report's task order (shift type, robot, quality in the paper's order) is the matrix's columns.
+    tasks = ["hopper-kinematic-medium", "hopper-kinematic-expert", "hopper-morph-medium"]
+    assert stats["aggregates"]["last_k"]["tasks"] == tasks
+    pick = {"last_k": lambda s: float(np.mean(s[-k:])), "final": lambda s: s[-1], "best": max}
+
+    def matrix(metric, method):   # runs x tasks, seeds in order
+        return np.array([[pick[metric](s) for s in written[(task, method)]] for task in tasks]).T
+
+    for metric in ("last_k", "final", "best"):
+        rows = {row["method"]: row for row in stats["aggregates"][metric]["methods"]}
+        for method in ("iql-mix", "igdf", "dvdf-igdf"):
+            point, interval = rly.get_interval_estimates(
+                {method: matrix(metric, method)},
+                lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)]),
+                reps=reps, random_state=seeded())
+            row = rows[method]
+            assert (row["tasks"], row["runs_per_task"]) == (3, 4)
+            assert row["iqm"]["point"] == pytest.approx(point[method][0], abs=1e-9)
+            assert row["mean"]["point"] == pytest.approx(point[method][1], abs=1e-9)
+            assert [row["iqm"]["ci_low"], row["iqm"]["ci_high"]] == pytest.approx(interval[method][:, 0], abs=1e-9)
+            assert [row["mean"]["ci_low"], row["mean"]["ci_high"]] == pytest.approx(interval[method][:, 1], abs=1e-9)
+    csv_rows = {(r["score"], r["method"]): r for r in read_csv(tmp_path / "rep" / "aggregates.csv")}
+    iqm = next(r for r in stats["aggregates"]["last_k"]["methods"] if r["method"] == "igdf")["iqm"]
+    assert float(csv_rows[("last_k", "igdf")]["iqm_ci_low"]) == pytest.approx(iqm["ci_low"])
+    assert csv_rows[("last_k", "igdf")]["score_label"] == "last-3 mean"
+
+    # P(X > Y): the registry's pair (dvdf-igdf vs igdf) and the one named with --pair.
+    pairs = {(p["x"], p["y"]): p for p in stats["probability_of_improvement"]["pairs"]}
+    assert set(pairs) == {("dvdf-igdf", "igdf"), ("iql-mix", "igdf")}
+    for (x, y), got in pairs.items():
+        point, interval = rly.get_interval_estimates(
+            {"p": [matrix("last_k", x), matrix("last_k", y)]}, metrics.probability_of_improvement,
+            reps=reps, random_state=seeded())
+        assert got["point"] == pytest.approx(point["p"], abs=1e-12)
+        assert [got["ci_low"], got["ci_high"]] == pytest.approx(np.ravel(interval["p"]), abs=1e-12)
+
+    # Performance profile: rliable's own profile function gives the same curve at the same taus.
+    profile = stats["performance_profile"]
+    taus = np.array(profile["taus"])
+    curves, _ = rly.create_performance_profile({m: matrix("last_k", m) for m in ("iql-mix", "igdf", "dvdf-igdf")},
+                                               taus, reps=100)
+    for method, curve in curves.items():
+        assert profile["methods"][method]["fraction_above"] == pytest.approx(curve, abs=1e-12)
+
+    # A per-task cell: mean, std and n as before, and the bootstrap CI of the mean (n >= 3).
+    cell = next(c for c in stats["cells"]["final"] if (c["task"], c["method"]) == (tasks[0], "igdf"))
+    values = np.array([s[-1] for s in written[(tasks[0], "igdf")]])
+    _, interval = rly.get_interval_estimates({"c": values[:, None]}, lambda x: np.array([metrics.aggregate_mean(x)]),
+                                             reps=reps, random_state=seeded())
+    assert cell["mean"] == pytest.approx(values.mean()) and cell["std"] == pytest.approx(values.std(ddof=1))
+    assert cell["n"] == 4 and cell["ci"] == pytest.approx(interval["c"][:, 0], abs=1e-9)
+    assert cell["selection"] == "fixed" and cell["tuning_budget"] is None
+
+    md = (tmp_path / "rep" / "tables.md").read_text()
+    for label in ("## Last-3 mean score", "## Final score", "## Best-of-run score", "best-of-run (optimistic)",
+                  "IQM [95% CI]", "P(X > Y) [95% CI]", "| dvdf-igdf > igdf | 3 | 4 / 4 |"):
+        assert label in md, label
+    p = pairs[("dvdf-igdf", "igdf")]
+    assert f"{p['point']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" in md
+    figures = set(json.loads(result.stdout)["figures"])
+    assert {"figures/aggregate/profile.png", "figures/aggregate/intervals.png"} <= figures
+
+
+def test_tuned_cells_carry_their_budget_and_a_tuning_figure(tmp_path):
+    root = tmp_path / "exp"
+    for tradeoff, level in ((0.3, 10.0), (0.7, 30.0), (1.0, 20.0)):
+        for seed in (1, 2, 3):
+            write_run(root / f"l{tradeoff}-s{seed}", "dvdf-igdf", [level - 1, level + seed], seed=seed,
+                      tradeoff=tradeoff, total_steps=200)
+    for seed in (1, 2, 3):
+        write_run(root / f"igdf-s{seed}", "igdf", [5.0, 6.0 + seed], seed=seed, total_steps=200)
+    summary = build_report(root, tmp_path / "out")
+    cells = {(r["score"], r["method"]): r for r in read_csv(tmp_path / "out" / "scores.csv")}
+    tuned = cells[("last_k", "dvdf-igdf")]
+    assert tuned["selection"] == "tuned" and float(tuned["tradeoff"]) == 0.7
+    assert (tuned["tuning_trials"], tuned["tuning_seeds"], tuned["tuning_steps"]) == ("3", "3", "200")
+    assert cells[("last_k", "igdf")]["selection"] == "fixed" and cells[("last_k", "igdf")]["tuning_trials"] == ""
+    md = (tmp_path / "out" / "tables.md").read_text()
+    assert "tuning budget 3 trials x 3 seeds x 200 steps" in md
+    assert "(n=3; CI" in md and ") tuned" in md and ") fixed" in md
+    assert "figures/tuning/hopper-kinematic-medium__dvdf-igdf.png" in summary["figures"]
+    from dvdf.report.analysis import tuning_studies
+
+    study = tuning_studies(group_settings(load_experiment(root).runs), 5)[0]
+    # The default (0.7, 0.5) has last-5 mean = mean over seeds of mean(29, 30 + seed) = 30.5.
+    assert study.default == pytest.approx(30.5)
+    assert study.best_so_far[-1] == pytest.approx(30.5) and len(study.scores) == 3
+
+
+def test_protocol_presets():
+    from dvdf.tune.spec import load_sweep
+
+    root = Path(__file__).resolve().parent.parent / "tune_configs"
+    for name in ("paper_kinematic", "paper_morph", "low_data_5k"):
+        assert len(load_sweep(root / f"{name}.yaml").spec.seeds) == 5, name
+    ablations = load_sweep(root / "ablations.yaml")
+    assert len(ablations.spec.seeds) == 5
+    studies = {(s.group.name, s.method): s for s in ablations.studies}
+    assert {m for _, m in studies} == {"igdf", "dvdf-igdf", "dvdf-iql-adv"}
+    assert ablations.spec.search.tradeoff == (0.0, 0.7, 1.0)
+    for rule in ("exp_combined", "uniform"):   # the weight-rule runs its header gives
+        variant = load_sweep(root / "ablations.yaml", [f"base.filter.weight_rule={rule}", "methods=[dvdf-igdf]",
+                                                       "method_params={}", "search.tradeoff=[0.7]"])
+        assert variant.spec.base.filter.weight_rule == rule and variant.num_trials == 3
+
+
+def test_cli_bad_statistics_options_are_error_lines(tmp_path):
+    write_run(tmp_path / "run", "igdf", [1.0, 2.0])
+    for args, message in ((("--pair", "foo,igdf"), "unknown method 'foo'"), (("--pair", "igdf"), "expected two"),
+                          (("--last-k", "0"), "--last-k 0: must be at least 1")):
+        result = _cli(str(tmp_path / "run"), *args, "--out", str(tmp_path / "rep"))
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and message in result.stderr, args
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_diverged_train_run_is_shown_and_not_averaged(tmp_path):
+    root = tmp_path / "exp"
+    for seed, scores in ((1, [10.0, 20.0]), (2, [12.0, 22.0]), (3, [50.0])):
+        write_run(root / f"s{seed}", "igdf", scores, seed=seed, total_steps=200)
+    with open(root / "s3" / "metrics.jsonl", "a") as handle:   # the loop's last line of a diverged run
+        handle.write(json.dumps({"step": 150, "normalized_score": float("nan"), "diverged": 1.0}) + "\n")
+    (root / "s3" / "summary.json").write_text(json.dumps({"status": "diverged", "diverged_step": 150,
+                                                           "diverged_quantity": "actor_loss is inf"}))
+    summary = build_report(root, tmp_path / "out")
+    assert summary["runs"]["diverged"] == 1 and summary["runs"]["finished"] == 2
+    cell = next(c for c in summary["statistics"]["cells"]["final"])
+    assert (cell["n"], cell["diverged"], cell["mean"]) == (2, 1, pytest.approx(21.0))
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "**Diverged runs**" in readme and "| diverged | s3 |" in readme
+    assert "diverged at step 150 (actor_loss is inf) - no finished score" in readme
+    assert "21.0 ± 1.4*‡ (n=2; 1 diverged) fixed" in (tmp_path / "out" / "tables.md").read_text()

@@ -191,7 +191,7 @@ def test_results_table_from_the_experiment_directory(tmp_path):
         write_trial(tmp_path, f"{config['study']}_id{i}", config, rows, error=(i == 5))
     exp = ExperimentDir(str(tmp_path))
     records = collect(exp)
-    assert sorted(r.status for r in records) == ["error"] + ["finished"] * 5
+    assert sorted(r.status for r in records) == ["failed"] + ["finished"] * 5
     summaries = summarize(sweep, records)
     kin = next(s for s in summaries if "kinematic" in s.study)
     kin_configs = [c for c in configs[:5] if c["study"] == kin.study]

@@ -29,9 +29,9 @@ def sweep_of(**changes):
 # --- the shipped sweep files ---------------------------------------------------------------
 @pytest.mark.parametrize("name, groups, methods, trials_per_study, seeds", [
     ("quickstart", 2, 1, 4, 2),
-    ("paper_kinematic", 20, 5, 1, 3),
-    ("paper_morph", 20, 5, 1, 3),
-    ("low_data_5k", 40, 5, 1, 3),
+    ("paper_kinematic", 20, 5, 1, 5),
+    ("paper_morph", 20, 5, 1, 5),
+    ("low_data_5k", 40, 5, 1, 5),
     ("sensitivity", 4, 1, 30, 3),
     ("search", 40, 2, 16, 2),
 ])
@@ -51,7 +51,7 @@ def test_paper_configs_follow_the_protocol():
         assert {g.quality for g in sweep.groups} == {"random", "medium", "medium-replay", "medium-expert", "expert"}
         assert {g.shift for g in sweep.groups} == {shift}
         assert set(sweep.spec.methods) == {"iql-mix", "igdf", "dvdf-igdf", "otdf", "dvdf-otdf"}
-        assert sweep.spec.seeds == (100, 200, 300)
+        assert sweep.spec.seeds == (100, 200, 300, 400, 500)
         assert sweep.spec.base.iql.steps == 1_000_000
         otdf = sweep.study(f"hopper-{shift}-expert.otdf")
         assert otdf.fixed["keep_ratio"] == 0.8

@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
-from dvdf.report.load import FAILED, FINISHED, MISSING, PARTIAL, Experiment, Run, Task, Trial, display_path
+from dvdf.methods import PAPER_KEEP_RATIO, PAPER_TRADEOFF
+from dvdf.report import reliable
+from dvdf.report.load import (DIVERGED, FAILED, FINISHED, PARTIAL, PENDING, STATUSES, Experiment, Run, Task, Trial,
+                              display_path)
+from dvdf.report.reliable import Aggregate, Improvement, Profile
 from dvdf.report.sensitivity import SensitivityStudy, sensitivity_studies
-from dvdf.report.stats import (METRICS, Cell, Comparison, Setting, ShiftTotal, comparisons, duplicate_seeds,
-                               group_settings, method_order, shift_totals, table_cells)
+from dvdf.report.stats import (DEFAULT_LAST_K, HEADLINE, METRICS, Cell, Comparison, Setting, ShiftTotal,
+                               comparisons, duplicate_seeds, group_settings, method_order, method_pairs,
+                               shift_totals, table_cells)
 from dvdf.report.sweep_info import SweepInfo
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the report computes its statistics (``dvdf report --last-k/--pair/--bootstrap-reps``)."""
+
+    last_k: int = DEFAULT_LAST_K
+    pairs: tuple[tuple[str, str], ...] = ()      # (X, Y) pairs named by the user, besides the registry's
+    reps: int = reliable.DEFAULT_REPS
+    seed: int = reliable.DEFAULT_SEED
+
+
+@dataclass(frozen=True)
+class TuningStudy:
+    """One (task, method) that ran several settings: the search as it went (headline score)."""
+
+    task: Task
+    method: str
+    scores: list[tuple[Setting, float]]     # in the order the settings were tried
+    default: Optional[float]                # the paper default's (lambda 0.7, xi 0.5) score, if it ran
+    seeds: int
+    steps: int
+
+    @property
+    def best_so_far(self) -> list[float]:
+        best, out = -math.inf, []
+        for _, score in self.scores:
+            best = max(best, score) if math.isfinite(score) else best
+            out.append(best)
+        return out
 
 
 @dataclass(frozen=True)
@@ -17,7 +54,7 @@ class Issue:
     """A trial or run without (complete) results, for the index's list."""
 
     what: str           # trial directory or run directory, relative to the experiment
-    status: str         # failed | missing | partial
+    status: str         # failed | diverged | pending | partial (dvdf.layout)
     detail: str         # the error's first line, or what is known
     task: Optional[str] = None
     method: Optional[str] = None
@@ -37,23 +74,36 @@ class Analysis:
     sensitivity: list[SensitivityStudy]
     issues: list[Issue]
     notes: list[str] = field(default_factory=list)
+    options: Options = field(default_factory=Options)
+    aggregates: dict[str, list[Aggregate]] = field(default_factory=dict)     # metric -> per method
+    aggregate_tasks: dict[str, list[Task]] = field(default_factory=dict)     # metric -> tasks used
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    improvements: list[Improvement] = field(default_factory=list)            # headline score
+    profile: Optional[Profile] = None                                        # headline score
+    tuning: list[TuningStudy] = field(default_factory=list)
+
+    @property
+    def last_k(self) -> int:
+        return self.options.last_k
 
     @property
     def status_counts(self) -> dict[str, int]:
-        """How many runs are finished / partial / failed, and trials missing (no evaluation)."""
-        counts = {FINISHED: 0, PARTIAL: 0, FAILED: 0, MISSING: 0}
+        """Runs per status (dvdf.layout.STATUSES); a trial without any run counts as one pending run."""
+        counts = {status: 0 for status in STATUSES}
         for run in self.experiment.runs:
-            counts[run.status if run.evals else MISSING] += 1
-        counts[MISSING] += sum(1 for trial in self.experiment.trials if not trial.runs)
+            counts[run.status] += 1
+        counts[PENDING] += sum(1 for trial in self.experiment.trials if not trial.runs)
         return counts
 
 
-def analyse(experiment: Experiment, sweep: Optional[SweepInfo], sweep_note: Optional[str] = None) -> Analysis:
+def analyse(experiment: Experiment, sweep: Optional[SweepInfo], sweep_note: Optional[str] = None,
+            options: Options = Options()) -> Analysis:
     settings = group_settings(experiment.runs)
     planned = sweep.studies if sweep is not None else {}
     tasks = sorted({s.task for s in settings} | {task for task, _ in planned})
     methods = sorted({s.method for s in settings} | {method for _, method in planned}, key=method_order)
-    cells = {metric: table_cells(settings, metric) for metric in METRICS}
+    k = options.last_k
+    cells = {metric: _with_intervals(table_cells(settings, metric, k), options) for metric in METRICS}
     # Every "-" of the task x method table gets a reason (a cell whose runs have not evaluated yet
     # counts as missing, like one never started).
     missing = {(task, method): _missing_reason((task, method), experiment, sweep)
@@ -61,14 +111,59 @@ def analyse(experiment: Experiment, sweep: Optional[SweepInfo], sweep_note: Opti
     notes = list(experiment.problems) + duplicate_seeds(settings)
     if sweep_note:
         notes.append(sweep_note)
+    unknown = [f"{x},{y}" for x, y in options.pairs if x not in methods or y not in methods]
+    if unknown:
+        notes.append(f"--pair {', '.join(unknown)}: no results for one of the methods (methods with results: "
+                     f"{', '.join(methods)}); not compared")
     design_hint = sweep.mode if sweep is not None else None
+    aggregates, aggregate_tasks = {}, {}
+    for metric in METRICS:
+        aggregates[metric], aggregate_tasks[metric] = reliable.aggregates(cells[metric], tasks, methods,
+                                                                          reps=options.reps, seed=options.seed)
+    pairs = method_pairs(methods, options.pairs)
+    headline = cells[HEADLINE]
     return Analysis(
         experiment=experiment, sweep=sweep, settings=settings, tasks=tasks, methods=methods, cells=cells,
         totals={metric: shift_totals(cells[metric], tasks, methods) for metric in METRICS},
         comparisons={metric: comparisons(cells[metric], tasks, methods) for metric in METRICS},
         missing=missing,
-        sensitivity=sensitivity_studies(settings, design_hint, sweep.ranges if sweep is not None else None),
-        issues=_issues(experiment, sweep), notes=notes)
+        sensitivity=sensitivity_studies(settings, design_hint, sweep.ranges if sweep is not None else None,
+                                        last_k=k, reps=options.reps, seed=options.seed),
+        issues=_issues(experiment, sweep), notes=notes, options=options,
+        aggregates=aggregates, aggregate_tasks=aggregate_tasks, pairs=pairs,
+        improvements=reliable.improvements(headline, tasks, pairs, reps=options.reps, seed=options.seed),
+        profile=reliable.profile(headline, tasks, methods, reps=options.reps, seed=options.seed),
+        tuning=tuning_studies(settings, k))
+
+
+def _with_intervals(cells: dict[tuple[Task, str], Cell], options: Options) -> dict[tuple[Task, str], Cell]:
+    """Each cell with the 95% bootstrap CI of its mean over seeds (from 3 seeds on)."""
+    return {key: dataclasses.replace(cell, ci=reliable.mean_interval(cell.stats.values, reps=options.reps,
+                                                                     seed=options.seed))
+            for key, cell in cells.items()}
+
+
+def tuning_studies(settings: Sequence[Setting], last_k: int) -> list[TuningStudy]:
+    """Every (task, method) with two or more scored settings, its settings in the order tried."""
+    by_key: dict[tuple[Task, str], list[Setting]] = {}
+    for setting in settings:
+        if setting.stats(HEADLINE, last_k) is not None:
+            by_key.setdefault((setting.task, setting.method), []).append(setting)
+    studies = []
+    for (task, method), tried in sorted(by_key.items(), key=lambda kv: (kv[0][0], method_order(kv[0][1]))):
+        if len(tried) < 2:
+            continue
+        tried.sort(key=lambda s: s.order)
+        default = [s for s in tried if _is_default(s)]
+        studies.append(TuningStudy(task, method, [(s, s.stats(HEADLINE, last_k).mean) for s in tried],
+                                   default[0].stats(HEADLINE, last_k).mean if default else None,
+                                   seeds=max(len(s.runs) for s in tried), steps=max(s.steps for s in tried)))
+    return studies
+
+
+def _is_default(setting: Setting) -> bool:
+    return all(value is None or math.isclose(value, paper, abs_tol=1e-9)
+               for value, paper in ((setting.tradeoff, PAPER_TRADEOFF), (setting.keep_ratio, PAPER_KEEP_RATIO)))
 
 
 def _missing_reason(key: tuple[Task, str], experiment: Experiment, sweep: Optional[SweepInfo]) -> str:
@@ -97,7 +192,11 @@ def _issues(experiment: Experiment, sweep: Optional[SweepInfo]) -> list[Issue]:
         task, method = _trial_task(trial, sweep)
         if trial.status == FAILED:
             detail = trial.error or "failed"
-        elif trial.status == MISSING:
+        elif trial.status == DIVERGED:
+            detail = "; ".join(f"seed {run.seed}: {run.divergence.describe()}" for run in
+                               sorted(trial.runs, key=lambda r: r.seed) if run.divergence is not None)
+            detail = (detail or "diverged (the trial's last report says so)") + " - not retried; no finished score"
+        elif trial.status == PENDING:
             detail = "no evaluation yet (pending, or stopped before its first evaluation)"
         else:
             steps = ", ".join(f"seed {run.seed}: step {run.last_step}/{run.total_steps}" for run in
@@ -111,10 +210,12 @@ def _issues(experiment: Experiment, sweep: Optional[SweepInfo]) -> list[Issue]:
         issues.append(Issue(label, trial.status, detail, task, method))
     for run in experiment.runs:
         if run.trial is None and run.status != FINISHED:
-            status = run.status if run.evals else MISSING
-            detail = (f"step {run.last_step}/{run.total_steps}" if run.evals else "no evaluation yet")
-            issues.append(Issue(display_path(run.path, root), status, detail, run.task.name, run.method))
-    order = {FAILED: 0, MISSING: 1, PARTIAL: 2}
+            if run.divergence is not None:
+                detail = run.divergence.describe() + " - no finished score"
+            else:
+                detail = f"step {run.last_step}/{run.total_steps}" if run.evals else "no evaluation yet"
+            issues.append(Issue(display_path(run.path, root), run.status, detail, run.task.name, run.method))
+    order = {FAILED: 0, DIVERGED: 1, PENDING: 2, PARTIAL: 3}
     issues.sort(key=lambda issue: (order.get(issue.status, 3), issue.what))
     return issues
 

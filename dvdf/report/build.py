@@ -2,9 +2,13 @@
 
 Layout of the folder (default ``<experiment>/report``)::
 
-    README.md                    index: provenance, links to everything, failed/missing trials, config
-    tables.md                    per-task tables, totals per shift type, DVDF vs baseline, all settings
-    scores.csv settings.csv totals.csv comparisons.csv runs.csv [importances.csv]
+    README.md                    index: provenance, links to everything, failed/diverged/pending trials, config
+    tables.md                    IQM/mean with CIs, P(improvement), per-task tables of the three scores,
+                                 totals per shift type, DVDF vs baseline, all settings
+    aggregates.csv improvements.csv scores.csv settings.csv totals.csv comparisons.csv runs.csv
+    [importances.csv]
+    figures/aggregate/{intervals,profile}.png         IQM/mean CIs, performance profile (rliable)
+    figures/tuning/<task>__<method>.png               best score found vs trials, default's score
     figures/learning_curves/<task>.png
     figures/filter/<task>__<method>.png
     figures/sensitivity/<task>__<method>_{heatmap,lines,points,importance}.png
@@ -24,13 +28,14 @@ from typing import Any, Optional
 
 from dvdf.atomic import atomic_write_text
 from dvdf.errors import DvdfError
+from dvdf.layout import RUN_CONFIG
 from dvdf.report import plots
-from dvdf.report.analysis import Analysis, analyse
+from dvdf.report.analysis import Analysis, Options, analyse
 from dvdf.report.discover import REPORT_MARKERS
 from dvdf.report.index import Written, readme
-from dvdf.report.load import RUN_CONFIG, Experiment, load_experiment
+from dvdf.report.load import Experiment, load_experiment
 from dvdf.report.sensitivity import GRID, SAMPLED
-from dvdf.report.stats import FINAL
+from dvdf.report.stats import HEADLINE, METRICS, score_label
 from dvdf.report.sweep_info import read_sweep_info
 from dvdf.report.tables import csv_tables, markdown_tables
 
@@ -38,15 +43,20 @@ MANIFEST = REPORT_MARKERS[0]
 
 
 def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None, *,
-                 progress: bool = False) -> dict[str, Any]:
-    """Write the report of ``experiment_dir`` into ``out_dir``; return a summary of what was written."""
+                 progress: bool = False, options: Options = Options()) -> dict[str, Any]:
+    """Write the report of ``experiment_dir`` into ``out_dir``; return a summary of what was written
+    (with the report's statistics: ``dvdf report --json`` prints it)."""
+    if options.last_k < 1:
+        raise DvdfError(f"--last-k {options.last_k}: must be at least 1")
+    if options.reps < 100:
+        raise DvdfError(f"--bootstrap-reps {options.reps}: use at least 100 resamples")
     root = Path(experiment_dir)
     out = Path(out_dir) if out_dir is not None else root / "report"
     if out.exists() and not out.is_dir():
         raise DvdfError(f"{out}: exists and is not a directory (--out must name a folder)")
     experiment = load_experiment(root, exclude=out)
     sweep, sweep_note = read_sweep_info(experiment.root)
-    analysis = analyse(experiment, sweep, sweep_note)
+    analysis = analyse(experiment, sweep, sweep_note, options)
     out.mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out)
 
@@ -82,13 +92,67 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
         "tables": written.tables,
         "figures": written.figures,
         "notes": len(analysis.notes),
+        "statistics": statistics(analysis),
     }
+
+
+def _interval(interval) -> dict[str, float]:
+    return {"point": interval.point, "ci_low": interval.low, "ci_high": interval.high}
+
+
+def statistics(analysis: Analysis) -> dict[str, Any]:
+    """The report's numbers as JSON: the same values tables.md and the CSV files show."""
+    k = analysis.last_k
+    out: dict[str, Any] = {
+        "last_k": k, "headline_score": HEADLINE, "confidence": 0.95, "bootstrap_reps": analysis.options.reps,
+        "score_labels": {metric: score_label(metric, k) for metric in METRICS},
+        "aggregates": {}, "cells": {},
+        "probability_of_improvement": {
+            "score": HEADLINE,
+            "pairs": [{"x": i.x, "y": i.y, "tasks": i.tasks, "runs_x": i.runs_x, "runs_y": i.runs_y,
+                       **_interval(i.probability)} for i in analysis.improvements]},
+    }
+    if analysis.profile is not None:
+        prof = analysis.profile
+        out["performance_profile"] = {
+            "score": HEADLINE, "taus": prof.taus.tolist(),
+            "methods": {m: {"fraction_above": c.point.tolist(), "ci_low": c.low.tolist(), "ci_high": c.high.tolist(),
+                            "runs": prof.runs[m]} for m, c in prof.curves.items()}}
+    for metric in METRICS:
+        out["aggregates"][metric] = {
+            "tasks": [t.name for t in analysis.aggregate_tasks.get(metric, [])],
+            "methods": [{"method": a.method, "tasks": a.tasks, "runs_per_task": a.runs, "iqm": _interval(a.iqm),
+                         "mean": _interval(a.mean), "tuned_cells": a.tuned_cells, "diverged_runs": a.diverged,
+                         "runs_left_out": a.left_out} for a in analysis.aggregates.get(metric, [])]}
+        out["cells"][metric] = [
+            {"task": task.name, "method": method, "mean": cell.stats.mean, "std": cell.stats.std, "n": cell.stats.n,
+             "ci": list(cell.ci) if cell.ci else None, "selection": cell.selection,
+             "tuning_budget": ({"trials": cell.budget.trials, "seeds": cell.budget.seeds, "steps": cell.budget.steps}
+                               if cell.budget else None),
+             "tradeoff": cell.setting.tradeoff, "keep_ratio": cell.setting.keep_ratio,
+             "partial": cell.stats.partial, "diverged": cell.stats.diverged, "seeds": list(cell.stats.seeds)}
+            for (task, method), cell in sorted(analysis.cells[metric].items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+    return out
 
 
 def _write_figures(analysis: Analysis, out: Path, written: Written, progress: bool) -> None:
     jobs = []
     colors = plots.method_colors(analysis.methods)
-    cells = analysis.cells[FINAL]
+    headline = score_label(HEADLINE, analysis.last_k)
+    aggregates = analysis.aggregates.get(HEADLINE, [])
+    if aggregates:
+        path = "figures/aggregate/intervals.png"
+        jobs.append(lambda a=aggregates, p=path: plots.aggregate_intervals(a, colors, headline, out / p))
+        written.aggregate.append(("IQM and mean with 95% CIs", path))
+    if analysis.profile is not None:
+        path = "figures/aggregate/profile.png"
+        jobs.append(lambda p=path: plots.performance_profile(analysis.profile, colors, headline, out / p))
+        written.aggregate.append(("performance profile", path))
+    for study in analysis.tuning:
+        path = f"figures/tuning/{_slug(study.task.name)}__{_slug(study.method)}.png"
+        jobs.append(lambda s=study, p=path: plots.tuning_budget(s, headline, out / p))
+        written.tuning.append((study.task.name, study.method, path))
+    cells = analysis.cells[HEADLINE]
     for task in analysis.tasks:
         entries = [(method, cells[(task, method)]) for method in analysis.methods if (task, method) in cells]
         if entries:
@@ -110,16 +174,17 @@ def _write_figures(analysis: Analysis, out: Path, written: Written, progress: bo
         items = []
         if study.design == GRID and len(study.varied) == 2:
             items.append(("heatmap", f"{stem}_heatmap.png",
-                          lambda s=study, p=f"{stem}_heatmap.png": plots.sensitivity_heatmap(s, out / p)))
+                          lambda s=study, p=f"{stem}_heatmap.png": plots.sensitivity_heatmap(s, out / p, headline)))
         if study.design == GRID:
             items.append(("lines", f"{stem}_lines.png",
-                          lambda s=study, p=f"{stem}_lines.png": plots.sensitivity_lines(s, out / p)))
+                          lambda s=study, p=f"{stem}_lines.png": plots.sensitivity_lines(s, out / p, headline)))
         elif study.design == SAMPLED:
             items.append(("sampled points", f"{stem}_points.png",
-                          lambda s=study, p=f"{stem}_points.png": plots.sampled_points(s, out / p, ranges)))
+                          lambda s=study, p=f"{stem}_points.png": plots.sampled_points(s, out / p, ranges, headline)))
             if study.importances:
                 items.append(("importances", f"{stem}_importance.png",
-                              lambda s=study, p=f"{stem}_importance.png": plots.importance_bars(s, out / p)))
+                              lambda s=study, p=f"{stem}_importance.png": plots.importance_bars(s, out / p,
+                                                                                                headline)))
         jobs += [job for _, _, job in items]
         written.sensitivity.append((study.task.name, study.method, [(kind, path) for kind, path, _ in items]))
     bar = None

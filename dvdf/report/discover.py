@@ -21,13 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-RUN_CONFIG = "config.yaml"
-RUN_METRICS = "metrics.jsonl"
-RUN_SUMMARY = "summary.json"
-TRIAL_PARAMS = "params.json"
-TRIAL_ERROR = "error.txt"
+from dvdf.layout import RUN_CHECKPOINT_DIR, RUN_CONFIG, RUN_METRICS, RUN_TENSORBOARD, TRIAL_PARAMS
+
 # Folders no run or trial directory lives in; skipping them keeps discovery fast on big sweeps.
-_SKIP_DIRS = {"tb", "checkpoint", "__pycache__", ".git"}
+_SKIP_DIRS = {RUN_TENSORBOARD, RUN_CHECKPOINT_DIR, "__pycache__", ".git"}
 _SKIP_PREFIXES = ("checkpoint_", ".")
 # Files that together mark a folder written by dvdf report (see dvdf.report.build).
 REPORT_MARKERS = ("manifest.json", "tables.md")

@@ -8,14 +8,18 @@ from typing import Optional
 
 from dvdf import __version__
 from dvdf.report.analysis import Analysis
-from dvdf.report.load import FAILED, FINISHED, MISSING, PARTIAL
+from dvdf.report.load import DIVERGED, FAILED, FINISHED, PARTIAL, PENDING
+from dvdf.report.stats import HEADLINE, score_label
 
 CSV_DESCRIPTIONS = {
-    "scores.csv": "per task and method: mean, std, seeds of the final and best-of-run score (table cells)",
-    "settings.csv": "every (task, method, lambda, xi) with runs: final and best-of-run statistics",
+    "aggregates.csv": "per score and method: IQM and mean over tasks x seeds with 95% stratified-bootstrap CIs",
+    "improvements.csv": "P(X > Y) with its 95% CI for each DVDF-variant/baseline pair and each --pair",
+    "scores.csv": "per task and method: mean, std, n, 95% CI, fixed/tuned and tuning budget of each score "
+                  "(last-k, final, best-of-run): the table cells",
+    "settings.csv": "every (task, method, lambda, xi) with runs: last-k, final and best-of-run statistics",
     "totals.csv": "per shift type and method: sum of per-task means",
     "comparisons.csv": "dvdf-igdf vs igdf, dvdf-otdf vs otdf: totals, relative change, tasks won/lost/tied",
-    "runs.csv": "every run directory: status, evaluations, last step, final and best score",
+    "runs.csv": "every run directory: status, evaluations, last step, last-k, final and best score, divergence",
     "importances.csv": "Optuna parameter importances per sampled study",
 }
 
@@ -25,6 +29,8 @@ class Written:
     """Files of the report, relative to its folder, by section."""
 
     tables: list[str] = field(default_factory=list)
+    aggregate: list[tuple[str, str]] = field(default_factory=list)                # (what, file)
+    tuning: list[tuple[str, str, str]] = field(default_factory=list)              # (task, method, file)
     learning_curves: list[tuple[str, str]] = field(default_factory=list)          # (task, file)
     diagnostics: list[tuple[str, str, str]] = field(default_factory=list)         # (task, method, file)
     sensitivity: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
@@ -32,7 +38,8 @@ class Written:
 
     @property
     def figures(self) -> list[str]:
-        files = [f for _, f in self.learning_curves] + [f for _, _, f in self.diagnostics]
+        files = [f for _, f in self.aggregate] + [f for _, _, f in self.tuning]
+        files += [f for _, f in self.learning_curves] + [f for _, _, f in self.diagnostics]
         files += [f for _, _, items in self.sensitivity for _, f in items]
         return files
 
@@ -52,22 +59,45 @@ def readme(analysis: Analysis, written: Written, config_text: Optional[str], con
     if sweep is not None:
         lines.append(f"- Sweep `{sweep.name}`: search mode `{sweep.mode}`, {len(sweep.studies)} studies "
                      f"(task x method), seeds {', '.join(map(str, sweep.seeds))}")
-    lines.append(f"- Runs (one seed each): {counts[FINISHED]} finished, {counts[PARTIAL]} partial, "
-                 f"{counts[FAILED]} failed; {counts[MISSING]} without any evaluation yet")
+    lines.append(f"- Runs (one seed each): {counts[FINISHED]} finished, {counts[DIVERGED]} diverged, "
+                 f"{counts[PARTIAL]} partial, {counts[FAILED]} failed; {counts[PENDING]} pending (no evaluation yet)")
+    lines.append(f"- Headline score: {score_label(HEADLINE, analysis.last_k)}; aggregates and P(improvement) by "
+                 f"rliable with {analysis.options.reps} bootstrap resamples")
     if exp.trials:
         by_status: dict[str, int] = {}
         for trial in exp.trials:
             by_status[trial.status] = by_status.get(trial.status, 0) + 1
         lines.append("- Trials: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
     lines += [f"- Tasks: {len(analysis.tasks)}; methods: {', '.join(analysis.methods) or '-'}", ""]
-    if counts[PARTIAL] or counts[MISSING] or analysis.missing:
+    if counts[DIVERGED]:
+        lines += [f"**Diverged runs**: {counts[DIVERGED]} run(s) stopped on a non-finite value. They have no "
+                  "finished score: the tables leave them out of the numbers and mark the cells `‡`.", ""]
+    if counts[PARTIAL] or counts[PENDING] or analysis.missing:
         lines += ["**Partial results**: some runs have not finished or not started; their cells are marked "
                   "and the numbers will change. Run `dvdf report` again later.", ""]
 
-    lines += ["## Tables", "", "- [tables.md](tables.md): per-task scores (final and best-of-run), totals "
-              "per shift type, DVDF vs baseline, all settings"]
+    lines += ["## Tables", "", "- [tables.md](tables.md): IQM and mean with 95% CIs, probability of "
+              "improvement, per-task scores (last-k, final, best-of-run; fixed/tuned), totals per shift type, "
+              "DVDF vs baseline, all settings"]
     lines += [f"- [{name}]({name}): {CSV_DESCRIPTIONS.get(name, '')}" for name in written.tables
               if name.endswith(".csv")]
+    lines.append("")
+
+    lines += ["## Aggregate figures", ""]
+    if written.aggregate:
+        lines += [f"{score_label(HEADLINE, analysis.last_k)} score over the tasks every method has (rliable).", ""]
+        lines += [f"- [{what}]({path})" for what, path in written.aggregate]
+    else:
+        lines.append("No method has results yet.")
+    lines.append("")
+
+    lines += ["## Tuning budget", ""]
+    if written.tuning:
+        lines += ["Best score found vs number of trials (settings tried, in order), with the paper default's "
+                  "score as a line: did the search help at all?", ""]
+        lines += [f"- [{task} / {method}]({path})" for task, method, path in written.tuning]
+    else:
+        lines.append("No (task, method) ran more than one setting: every cell is `fixed`.")
     lines.append("")
 
     lines += ["## Learning curves", ""]
@@ -102,7 +132,7 @@ def readme(analysis: Analysis, written: Written, config_text: Optional[str], con
         lines.append("No (task, method) has results at two or more (lambda, xi) settings.")
     lines.append("")
 
-    lines += ["## Failed, missing and unfinished trials", ""]
+    lines += ["## Failed, diverged, pending and unfinished trials", ""]
     if analysis.issues:
         rows = [[issue.status, issue.what, issue.task or "-", issue.method or "-", issue.detail]
                 for issue in analysis.issues]

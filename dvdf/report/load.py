@@ -8,33 +8,32 @@ method (``filter.method``), the two DVDF knobs lambda (``filter.tradeoff``) and 
 
 A :class:`Trial` is a Ray Tune trial directory (see :mod:`dvdf.report.discover`): it may hold
 several runs (one per seed), none (pending, or failed before its first evaluation) and an
-``error.txt``. Nothing here aborts on one unreadable run: the problem is recorded in
-:attr:`Experiment.problems` and shown in the report.
+``error.txt``. Runs and trials are read by :mod:`dvdf.trials`, the reader ``dvdf sweep
+--results-only`` uses too, so both give a trial the same status. Nothing here aborts on one
+unreadable run: the problem is recorded in :attr:`Experiment.problems` and shown in the report.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from dvdf.config import QUALITIES, DataConfig, ExperimentConfig, experiment_config_from_dict
 from dvdf.errors import DvdfError
-from dvdf.report.discover import RUN_CONFIG, RUN_METRICS, RUN_SUMMARY, TRIAL_ERROR, TRIAL_PARAMS, discover
+from dvdf.layout import (DIVERGED, FAILED, FINISHED, PARTIAL, PENDING, RUN_CONFIG, RUN_METRICS, SCORE, STATUSES,
+                         STEP, SWEEP_FILE)
+from dvdf.report.discover import discover
 from dvdf.schema import flatten, to_dict
+from dvdf.trials import Divergence, RunFiles, error_headline, read_run, read_trial
+from dvdf.tune.storage import ExperimentDir
 
-SCORE = "normalized_score"   # D4RL normalized score, 0-100 scale (EXPERIMENT_API.md)
+__all__ = ["DIVERGED", "FAILED", "FINISHED", "PARTIAL", "PENDING", "SCORE", "STATUSES", "Experiment", "Run",
+           "Task", "Trial", "error_headline", "load_experiment", "task_of", "display_path"]
 
 _DEFAULT_TARGET_FRACTION = DataConfig().target_fraction   # the paper's 10% of the target dataset
-# Run status values.
-FINISHED, PARTIAL, FAILED = "finished", "partial", "failed"
-# Trial status values (a trial's runs decide; error.txt marks failure).
-MISSING = "missing"
 
 # Config fields that legitimately differ between the runs of one table cell (seeds, paths,
 # hardware) or that are already part of the grouping key. Any *other* field that differs between
@@ -92,7 +91,7 @@ class Task:
 
 @dataclass
 class Run:
-    """One run directory: config, evaluations sorted by step, status."""
+    """One run directory: config, evaluations sorted by step, status (``dvdf.layout.STATUSES``)."""
 
     path: Path
     config: ExperimentConfig
@@ -101,6 +100,7 @@ class Run:
     trial: Optional[Path] = None
     variant: str = ""              # differing config fields, see _NOT_VARIANT
     summary: Optional[dict[str, Any]] = None
+    divergence: Optional[Divergence] = None   # where it stopped on a non-finite value (status diverged)
 
     @property
     def task(self) -> Task:
@@ -131,7 +131,7 @@ class Run:
 
     @property
     def steps(self) -> list[int]:
-        return [int(row["step"]) for row in self.evals]
+        return [int(row[STEP]) for row in self.evals]
 
     @property
     def scores(self) -> list[float]:
@@ -139,7 +139,7 @@ class Run:
 
     @property
     def last_step(self) -> int:
-        return int(self.evals[-1]["step"]) if self.evals else 0
+        return int(self.evals[-1][STEP]) if self.evals else 0
 
     @property
     def final_score(self) -> Optional[float]:
@@ -148,8 +148,15 @@ class Run:
 
     @property
     def best_score(self) -> Optional[float]:
-        """Best-of-run: maximum normalized score over all evaluations so far."""
+        """Best-of-run: maximum normalized score over all evaluations so far (optimistic)."""
         return max(self.scores) if self.evals else None
+
+    def last_k_score(self, k: int) -> Optional[float]:
+        """Mean normalized score of the last k evaluations (all of them if the run has fewer)."""
+        if not self.evals:
+            return None
+        tail = self.scores[-k:]
+        return sum(tail) / len(tail)
 
     def metric_keys(self) -> set[str]:
         keys: set[str] = set()
@@ -160,24 +167,17 @@ class Run:
 
 @dataclass
 class Trial:
-    """A Ray Tune trial directory and what it produced."""
+    """A Ray Tune trial directory and what it produced; ``status`` is :func:`dvdf.trials.trial_status`'s."""
 
     path: Path
     params: dict[str, Any]
+    status: str
     runs: list[Run] = field(default_factory=list)
-    error: Optional[str] = None    # first line of the error message in error.txt
+    error: Optional[str] = None    # the line of error.txt naming the cause
 
     @property
     def name(self) -> str:
         return self.path.name
-
-    @property
-    def status(self) -> str:
-        if self.runs and all(run.status == FINISHED for run in self.runs):
-            return FINISHED
-        if self.error is not None:
-            return FAILED
-        return PARTIAL if any(run.evals for run in self.runs) else MISSING
 
 
 @dataclass
@@ -233,23 +233,31 @@ def load_experiment(root: str | Path, exclude: Optional[Path] = None) -> Experim
         raise DvdfError(f"{root}: not a directory (expected a 'dvdf train' output or a sweep directory)")
     found = discover(root, exclude=exclude)
     problems: list[str] = []
-    runs = []
+    runs: list[Run] = []
+    trials: list[Trial] = []
+    in_trials: set[Path] = set()
+    for trial_dir in found.trial_dirs:
+        files = read_trial(ExperimentDir(str(trial_dir)), problems, display_path(trial_dir, found.root))
+        trial = Trial(path=trial_dir, params=files.params, status=files.status, error=files.error)
+        for run_files in files.runs:
+            run = _run_of(run_files, problems, found.root)
+            in_trials.add(Path(run_files.location))
+            if run is not None:
+                run.trial = trial_dir
+                trial.runs.append(run)
+                runs.append(run)
+        trials.append(trial)
     for run_dir in found.run_dirs:
-        run = _read_run(run_dir, problems, found.root)
+        if run_dir in in_trials:
+            continue
+        if found.trial_of(run_dir) is not None:
+            problems.append(f"{display_path(run_dir, found.root)}: a run folder nested below its trial's seed "
+                            "folders; not read (a trial's runs are its direct sub-folders)")
+            continue
+        where = display_path(run_dir, found.root)
+        run = _run_of(read_run(ExperimentDir(str(run_dir)), problems, where), problems, found.root)
         if run is not None:
-            run.trial = found.trial_of(run_dir)
             runs.append(run)
-    trials = [_read_trial(path, problems, found.root) for path in found.trial_dirs]
-    by_path = {trial.path: trial for trial in trials}
-    for run in runs:
-        if run.trial is not None:
-            by_path[run.trial].runs.append(run)
-    for trial in trials:
-        # An error before a run wrote anything, or a run that died: its runs are not finished.
-        if trial.error is not None:
-            for run in trial.runs:
-                if run.status != FINISHED:
-                    run.status = FAILED
     if not runs and not trials:
         unreadable = ""
         if problems:
@@ -274,87 +282,20 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _read_run(run_dir: Path, problems: list[str], root: Path) -> Optional[Run]:
-    where = display_path(run_dir, root)
+def _run_of(files: RunFiles, problems: list[str], root: Path) -> Optional[Run]:
+    """The report's record of a run read by dvdf.trials (None when its config.yaml is unusable)."""
+    path = Path(files.location)
+    where = display_path(path, root)
+    if files.config is None:
+        problems.append(f"{where}: skipped, cannot read {RUN_CONFIG} ({files.config_error})")
+        return None
     try:
-        raw = yaml.safe_load((run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
-        config = experiment_config_from_dict(raw or {}, source=f"{where}/{RUN_CONFIG}")
-    except (OSError, yaml.YAMLError, DvdfError) as exc:
+        config = experiment_config_from_dict(files.config, source=f"{where}/{RUN_CONFIG}")
+    except DvdfError as exc:
         problems.append(f"{where}: skipped, cannot read {RUN_CONFIG} ({_first_line(str(exc))})")
         return None
-    evals = _read_metrics(run_dir / RUN_METRICS, problems, where)
-    summary = None
-    if (run_dir / RUN_SUMMARY).is_file():
-        try:
-            summary = json.loads((run_dir / RUN_SUMMARY).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            problems.append(f"{where}: unreadable {RUN_SUMMARY} (ignored)")
-    run = Run(path=run_dir, config=config, evals=evals, summary=summary)
-    run.status = FINISHED if evals and run.last_step >= config.iql.steps else PARTIAL
-    return run
-
-
-def _read_metrics(path: Path, problems: list[str], where: str) -> list[dict[str, float]]:
-    """Rows with a finite step and score, sorted by step; later rows win on a repeated step.
-
-    The writer appends one line per evaluation, so while a run is going on the last line may be
-    incomplete: it is dropped silently. A bad line anywhere else is reported.
-    """
-    if not path.is_file():
-        return []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        problems.append(f"{where}: cannot read {RUN_METRICS} ({exc.strerror})")
-        return []
-    by_step: dict[int, dict[str, float]] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            step, score = float(row["step"]), float(row[SCORE])
-            if not math.isfinite(step):
-                raise ValueError("non-finite step")
-        except (ValueError, KeyError, TypeError):  # TypeError: a JSON value that is not an object
-            if number != len(lines):
-                problems.append(f"{where}/{RUN_METRICS}: line {number} skipped (not a JSON object with "
-                                f"'step' and '{SCORE}')")
-            continue
-        if not math.isfinite(score):
-            problems.append(f"{where}/{RUN_METRICS}: line {number} has a non-finite {SCORE} (kept)")
-        by_step[int(step)] = row
-    return [by_step[step] for step in sorted(by_step)]
-
-
-def _read_trial(path: Path, problems: list[str], root: Path) -> Trial:
-    params: dict[str, Any] = {}
-    try:
-        loaded = json.loads((path / TRIAL_PARAMS).read_text(encoding="utf-8"))
-        params = loaded if isinstance(loaded, dict) else {}
-    except (OSError, ValueError):
-        problems.append(f"{display_path(path, root)}: unreadable {TRIAL_PARAMS}")
-    error = None
-    if (path / TRIAL_ERROR).is_file():
-        error = error_headline((path / TRIAL_ERROR).read_text(encoding="utf-8", errors="replace"))
-    return Trial(path=path, params=params, error=error)
-
-
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|\w+Error)(\(|:|$)")
-
-
-def error_headline(text: str) -> str:
-    """The line that says what went wrong, out of a Ray error.txt (a header, then a traceback).
-
-    The last line naming an exception is the root cause as Python prints it ("DvdfError: ...");
-    without one, the first non-empty line that is not Ray's "Failure # N" header.
-    """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    exception_lines = [line for line in lines if _EXCEPTION_LINE.match(line)]
-    if exception_lines:
-        return exception_lines[-1]
-    body = [line for line in lines if not line.startswith("Failure #")]
-    return (body or lines or ["(empty error.txt)"])[0]
+    return Run(path=path, config=config, evals=files.evals, status=files.status, summary=files.summary,
+               divergence=files.divergence)
 
 
 def _first_line(text: str) -> str:
@@ -370,7 +311,7 @@ def _assign_variants(runs: list[Run]) -> None:
 
 
 # Where a sweep keeps its own configuration; the first that exists is shown in the index.
-_SWEEP_CONFIG_NAMES = ("sweep.yaml", "sweep_config.yaml", "sweep.yml")
+_SWEEP_CONFIG_NAMES = (SWEEP_FILE, "sweep_config.yaml", "sweep.yml")
 
 
 def _find_sweep_config(root: Path) -> Optional[Path]:

@@ -21,7 +21,9 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import EngFormatter
 
 from dvdf.atomic import atomic_path
-from dvdf.report.load import SCORE, Run, Task
+from dvdf.methods import PAPER_KEEP_RATIO, PAPER_TRADEOFF
+from dvdf.report.load import SCORE, STEP, Run, Task
+from dvdf.report.reliable import CONFIDENCE, MIN_CI_RUNS, Aggregate, Profile
 from dvdf.report.sensitivity import PARAM_LABELS, SensitivityStudy
 from dvdf.report.stats import Cell, Setting
 
@@ -62,7 +64,7 @@ def seed_curve(runs: Sequence[Run], key: str = SCORE) -> Optional[Curve]:
         for row in run.evals:
             value = row.get(key)
             if isinstance(value, (int, float)):
-                by_step.setdefault(int(row["step"]), []).append(float(value))
+                by_step.setdefault(int(row[STEP]), []).append(float(value))
     if not by_step:
         return None
     steps = np.array(sorted(by_step))
@@ -178,8 +180,9 @@ def _title(study: SensitivityStudy, what: str) -> str:
     return f"{study.task.name} / {study.method}\n{what}"
 
 
-def sensitivity_heatmap(study: SensitivityStudy, path: Path) -> Path:
-    """Mean final score per (lambda, xi) grid cell, annotated with mean and seed count."""
+def sensitivity_heatmap(study: SensitivityStudy, path: Path, score: str) -> Path:
+    """Mean ``score`` per (lambda, xi) grid cell, annotated with the mean, the seed count n and the
+    width of the 95% bootstrap CI of the mean (from 3 seeds on)."""
     lambdas, xis, grid = study.grid()
     values = np.array([[p.stats.mean if p is not None else np.nan for p in row] for row in grid])
     fig = Figure(figsize=(max(6.5, 1.1 * len(lambdas) + 3), max(4.0, 0.75 * len(xis) + 2.4)),
@@ -191,7 +194,7 @@ def sensitivity_heatmap(study: SensitivityStudy, path: Path) -> Path:
     cmap = colormaps[CMAP].with_extremes(bad="lightgrey")
     image = ax.imshow(masked, cmap=cmap, origin="lower", aspect="auto")
     bar = fig.colorbar(image, ax=ax)
-    bar.set_label(f"mean final {SCORE_LABEL}")
+    bar.set_label(f"mean {score} score\n{SCORE_LABEL}")
     finite = values[np.isfinite(values)]
     middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     best = study.best
@@ -200,7 +203,10 @@ def sensitivity_heatmap(study: SensitivityStudy, path: Path) -> Path:
             if point is None:
                 ax.text(c, r, "no data", ha="center", va="center", fontsize="small", color="dimgrey")
                 continue
-            text = f"{point.stats.mean:.1f}\n(n={point.stats.n}{', partial' if point.stats.partial else ''})"
+            width = f"CI width {point.ci[1] - point.ci[0]:.1f}" if point.ci is not None else f"no CI (n<{MIN_CI_RUNS})"
+            extra = (", partial" if point.stats.partial else "") + (
+                f", {point.stats.diverged} diverged" if point.stats.diverged else "")
+            text = f"{point.stats.mean:.1f}\nn={point.stats.n}{extra}\n{width}"
             ax.text(c, r, text, ha="center", va="center", fontsize="small",
                     color="black" if point.stats.mean > middle else "white")
             if point is best:
@@ -209,12 +215,15 @@ def sensitivity_heatmap(study: SensitivityStudy, path: Path) -> Path:
     ax.set_yticks(range(len(xis)), [_tick(v) for v in xis])
     ax.set_xlabel(PARAM_LABELS["tradeoff"] if lambdas != [None] else "lambda (not used by this method)")
     ax.set_ylabel(PARAM_LABELS["keep_ratio"] if xis != [None] else "xi (not used by this method)")
-    ax.set_title(_title(study, "mean final score over seeds (red frame: best)"))
+    ax.set_title(_title(study, f"mean {score} score over seeds (red frame: best)\n"
+                               f"n = seeds; CI width = width of the {CONFIDENCE:.0%} bootstrap CI of the mean"),
+                 fontsize="medium")
     return save_figure(fig, path)
 
 
-def sensitivity_lines(study: SensitivityStudy, path: Path) -> Path:
-    """Final score over lambda (or xi if lambda is fixed), one line per value of the other."""
+def sensitivity_lines(study: SensitivityStudy, path: Path, score: str) -> Path:
+    """``score`` over lambda (or xi if lambda is fixed), one line per value of the other, shaded with
+    the 95% bootstrap CI of the mean where a point has 3 or more seeds."""
     x_param = "tradeoff" if "tradeoff" in study.varied else "keep_ratio"
     other = "keep_ratio" if x_param == "tradeoff" else "tradeoff"
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -230,26 +239,31 @@ def sensitivity_lines(study: SensitivityStudy, path: Path) -> Path:
             continue
         x = np.array([p.value(x_param) for p in points])
         mean = np.array([p.stats.mean for p in points])
-        std = np.array([p.stats.std if p.stats.std is not None else np.nan for p in points])
+        low = np.array([p.ci[0] if p.ci is not None else np.nan for p in points])
+        high = np.array([p.ci[1] if p.ci is not None else np.nan for p in points])
         color = cmap(0.85 * i / max(len(others) - 1, 1))
-        label = _tick(value) if value is not None else "mean over seeds"
+        label = (f"{_tick(value)}" if value is not None else "mean over seeds") + \
+            f" (n={'/'.join(sorted({str(p.stats.n) for p in points}))})"
         ax.plot(x, mean, marker="o", color=color, label=label)
-        has = ~np.isnan(std)
+        has = ~np.isnan(low)
         if has.any():
-            ax.fill_between(x, np.where(has, mean - std, mean), np.where(has, mean + std, mean), color=color,
-                            alpha=0.18, linewidth=0)
+            ax.errorbar(x[has], mean[has], yerr=[mean[has] - low[has], high[has] - mean[has]], fmt="none",
+                        ecolor=color, capsize=4, alpha=0.8)
+            ax.fill_between(x, np.where(has, low, mean), np.where(has, high, mean), color=color,
+                            alpha=0.15, linewidth=0)
     ax.set_xlabel(PARAM_LABELS[x_param])
-    ax.set_ylabel(f"final {SCORE_LABEL}")
+    ax.set_ylabel(f"{score} {SCORE_LABEL}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small", title=PARAM_LABELS[other] if others != [None] else None,
               title_fontsize="small")
-    ax.set_title(_title(study, f"final score over {PARAM_LABELS[x_param].split(' ')[0]} "
-                               "(line: mean over seeds, shaded: ±1 std)"))
+    ax.set_title(_title(study, f"{score} score over {PARAM_LABELS[x_param].split(' ')[0]}, one line per "
+                               f"{PARAM_LABELS[other].split(' ')[0]}\n(line: mean over seeds; bars and shade: "
+                               f"{CONFIDENCE:.0%} bootstrap CI of the mean, n >= {MIN_CI_RUNS})"), fontsize="medium")
     return save_figure(fig, path)
 
 
-def sampled_points(study: SensitivityStudy, path: Path, ranges: dict[str, tuple[float, float]]) -> Path:
-    """Optuna's sampled points coloured by their mean final score (best starred, unfinished squares)."""
+def sampled_points(study: SensitivityStudy, path: Path, ranges: dict[str, tuple[float, float]], score: str) -> Path:
+    """Optuna's sampled points coloured by their mean score (best starred, unfinished squares)."""
     from matplotlib.colors import Normalize
 
     fig = Figure(figsize=(7.5, 5.8), layout="constrained")
@@ -272,7 +286,7 @@ def sampled_points(study: SensitivityStudy, path: Path, ranges: dict[str, tuple[
             mappable = ax.scatter(x[mask], y[mask], c=scores[mask], cmap=CMAP, norm=norm, s=70, marker=marker,
                                   edgecolors="black", linewidths=0.6, zorder=3, label=label)
     bar = fig.colorbar(mappable, ax=ax)
-    bar.set_label(f"mean final {SCORE_LABEL}")
+    bar.set_label(f"mean {score} score\n{SCORE_LABEL}")
     point_label = ", ".join(f"{'lambda' if p == 'tradeoff' else 'xi'}={best.value(p):.3g}"
                             for p in study.varied)
     best_label = f"best: {best.stats.mean:.1f} ({point_label})"
@@ -288,24 +302,85 @@ def sampled_points(study: SensitivityStudy, path: Path, ranges: dict[str, tuple[
                 pad = 0.04 * (high - low or 1.0)
                 setter(low - pad, high + pad)
     else:
-        ax.set_ylabel(f"final {SCORE_LABEL}\n(bars: ±1 std over seeds)")
+        ax.set_ylabel(f"{score} {SCORE_LABEL}\n(bars: ±1 std over seeds)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3, fontsize="small", frameon=False)
-    ax.set_title(_title(study, f"{len(study.points)} sampled points (colour: mean final score over seeds)"))
+    ax.set_title(_title(study, f"{len(study.points)} sampled points (colour: mean {score} score over seeds)"))
     return save_figure(fig, path)
 
 
-def importance_bars(study: SensitivityStudy, path: Path) -> Path:
+def importance_bars(study: SensitivityStudy, path: Path, score: str) -> Path:
     items = sorted(study.importances.items(), key=lambda kv: kv[1])
     fig = Figure(figsize=(6.5, 1.2 + 0.6 * len(items)), layout="constrained")
     ax = fig.add_subplot()
     bars = ax.barh([PARAM_LABELS.get(k, k) for k, _ in items], [v for _, v in items], color="tab:blue")
     ax.bar_label(bars, fmt="%.2f", padding=3)
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("importance for the final score (normalised, sums to 1)")
+    ax.set_xlabel(f"importance for the {score} score (normalised, sums to 1)")
     ax.set_title(_title(study, "parameter importance\n" + study.importance_note), fontsize="small")
     return save_figure(fig, path)
 
 
 def _tick(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:g}"
+
+
+# ------------------------------------------------------------------------- aggregate statistics
+def performance_profile(profile: Profile, colors: dict[str, tuple], score: str, path: Path) -> Path:
+    """Fraction of runs (all tasks x seeds) with a score above tau, per method, with 95% bands."""
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    for method, curve in profile.curves.items():
+        ax.plot(profile.taus, curve.point, color=colors[method], linewidth=1.8,
+                label=f"{method} ({profile.runs[method]} runs)")
+        ax.fill_between(profile.taus, curve.low, curve.high, color=colors[method], alpha=0.2, linewidth=0)
+    ax.set_xlabel(f"tau: {score} {SCORE_LABEL}")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    ax.set_title(f"Performance profile ({score} score, tasks every method has)\n"
+                 f"shaded: {CONFIDENCE:.0%} stratified-bootstrap band (rliable)")
+    return save_figure(fig, path)
+
+
+def aggregate_intervals(aggregates: Sequence[Aggregate], colors: dict[str, tuple], score: str, path: Path) -> Path:
+    """IQM and mean per method as points with their 95% CIs (one panel each)."""
+    fig = Figure(figsize=(9, 1.6 + 0.45 * len(aggregates)), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    names = [a.method for a in aggregates]
+    y = np.arange(len(aggregates))[::-1]
+    for ax, (title, pick) in zip(axes, (("IQM", lambda a: a.iqm), ("mean", lambda a: a.mean))):
+        for yi, a in zip(y, aggregates):
+            interval = pick(a)
+            error = [[interval.point - interval.low], [interval.high - interval.point]]
+            ax.errorbar([interval.point], [yi], xerr=error, fmt="o", color=colors[a.method], capsize=5, linewidth=2)
+        ax.set_title(f"{title} [{CONFIDENCE:.0%} CI]")
+        ax.set_xlabel(f"{score} {SCORE_LABEL}")
+        ax.grid(True, axis="x", alpha=0.3)
+    labels = [f"{n} ({a.tasks} tasks x {a.runs} runs" + (f", {a.tuned_cells} tuned" if a.tuned_cells else "") + ")"
+              for n, a in zip(names, aggregates)]
+    axes[0].set_yticks(y, labels)
+    fig.suptitle(f"Aggregate over tasks and seeds ({score} score; stratified bootstrap, rliable)")
+    return save_figure(fig, path)
+
+
+def tuning_budget(study, score: str, path: Path) -> Path:
+    """Best score found vs number of trials (settings tried, in order), with the default's score."""
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    trials = np.arange(1, len(study.scores) + 1)
+    scores = np.array([score_ for _, score_ in study.scores])
+    ax.plot(trials, scores, "o", color="tab:grey", alpha=0.7, label="each trial's mean over seeds")
+    ax.step(trials, study.best_so_far, where="post", color="tab:blue", linewidth=2, label="best found so far")
+    if study.default is not None:
+        ax.axhline(study.default, color="tab:red", linestyle="--",
+                   label=f"paper default (lambda={PAPER_TRADEOFF:g}, xi={PAPER_KEEP_RATIO:g}): {study.default:.1f}")
+    ax.set_xlabel(f"number of trials (settings tried, in order; each {study.seeds} seeds x {study.steps:,} steps)")
+    ax.set_ylabel(f"{score} {SCORE_LABEL}")
+    ax.set_xticks(trials)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    ax.set_title(f"{study.task.name} / {study.method}: tuning budget\n"
+                 "did the search beat the default? (tuning on the target env is online tuning)")
+    return save_figure(fig, path)

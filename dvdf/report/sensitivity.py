@@ -7,8 +7,8 @@ For every (task, method) with results at two or more (lambda, xi) settings:
 * a **sampled** design (Optuna) as the list of points, plus the parameter importances Optuna
   computes (PED-ANOVA, its default evaluator) on a study rebuilt from the points.
 
-The score is the final one (last evaluation): it is what a trial reports last and what Optuna
-was told.
+The score is the headline one, the mean of the last k evaluations (see dvdf.report.stats); each
+point with 3 or more seeds carries the 95% bootstrap CI of its mean (dvdf.report.reliable).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
+from dvdf.report import reliable
 from dvdf.report.load import Task
-from dvdf.report.stats import FINAL, SeedStats, Setting
+from dvdf.report.stats import DEFAULT_LAST_K, HEADLINE, SeedStats, Setting
 
 GRID, SAMPLED = "grid", "sampled"
 PARAMS = ("tradeoff", "keep_ratio")
@@ -37,6 +38,7 @@ class Point:
     tradeoff: Optional[float]
     keep_ratio: Optional[float]
     stats: SeedStats
+    ci: Optional[tuple[float, float]] = None   # 95% bootstrap CI of the mean over seeds (n >= 3)
 
     def value(self, param: str) -> Optional[float]:
         return self.tradeoff if param == "tradeoff" else self.keep_ratio
@@ -72,7 +74,9 @@ class SensitivityStudy:
 
 
 def sensitivity_studies(settings: list[Setting], design_hint: Optional[str] = None,
-                        ranges: Optional[dict[str, tuple[float, float]]] = None) -> list[SensitivityStudy]:
+                        ranges: Optional[dict[str, tuple[float, float]]] = None, *,
+                        last_k: int = DEFAULT_LAST_K, reps: int = reliable.DEFAULT_REPS,
+                        seed: int = reliable.DEFAULT_SEED) -> list[SensitivityStudy]:
     """One study per (task, method) with >= 2 scored settings that differ in lambda or xi.
 
     ``design_hint`` is the sweep's search mode when known ("grid" or "optuna"); ``ranges`` its
@@ -82,9 +86,10 @@ def sensitivity_studies(settings: list[Setting], design_hint: Optional[str] = No
     for setting in settings:
         if setting.tradeoff is None and setting.keep_ratio is None:
             continue
-        stats = setting.stats(FINAL)
+        stats = setting.stats(HEADLINE, last_k)
         if stats is not None:
-            by_key[(setting.task, setting.method)].append(Point(setting.tradeoff, setting.keep_ratio, stats))
+            ci = reliable.mean_interval(stats.values, reps=reps, seed=seed)
+            by_key[(setting.task, setting.method)].append(Point(setting.tradeoff, setting.keep_ratio, stats, ci))
     studies = []
     for (task, method), points in sorted(by_key.items(), key=lambda item: (item[0][0], item[0][1])):
         if len(points) < 2:
@@ -111,7 +116,7 @@ def _design(points: list[Point], varied: tuple[str, ...], hint: Optional[str]) -
 
 def param_importances(points: list[Point], varied: tuple[str, ...],
                       ranges: dict[str, tuple[float, float]]) -> tuple[dict[str, float], str]:
-    """Optuna's importances of lambda and xi for the final score, or ({}, why not)."""
+    """Optuna's importances of lambda and xi for the headline score, or ({}, why not)."""
     if len(varied) < 2:
         return {}, (f"importances need both lambda and xi varied; only {', '.join(varied) or 'neither'} "
                     "varied here")

@@ -2,12 +2,18 @@
 
 Pure functions of :class:`~dvdf.report.load.Run` records, no I/O:
 
+* every run has three scores, each labelled wherever it appears (:func:`score_label`): the
+  *final* score (last evaluation), the *last-k* score (mean of the last k evaluations, k = 5 by
+  default: the headline score, less noisy than one evaluation) and the *best-of-run* score
+  (maximum over evaluations - optimistic, since it picks the evaluation after seeing it);
 * a **setting** is one (task, method, lambda, xi); its seeds are aggregated into mean and sample
-  standard deviation (n - 1 in the denominator) of the *final* score (last evaluation) or the
-  *best-of-run* score (maximum over evaluations);
-* a **cell** of the per-task table is one (task, method): the single setting that was run, or -
-  when a sweep ran several - the setting with the highest mean of the tabulated score (stated in
-  the table, since picking the best setting after the fact is optimistic);
+  standard deviation (n - 1 in the denominator). A diverged run (stopped on a non-finite value,
+  see dvdf.trials) has no finished score: it is left out of the mean and counted in ``diverged``,
+  which every table shows;
+* a **cell** of the per-task table is one (task, method): the single setting that was run
+  (``fixed``: the paper default, or a setting chosen before seeing results), or - when a sweep
+  ran several - the setting with the highest mean of the tabulated score (``tuned``: chosen on
+  the reported score, with its tuning budget trials x seeds x steps);
 * **totals** per shift type are sums of per-task means, as the paper reports them;
 * **comparisons** set DVDF against the filter it builds on (dvdf-igdf vs igdf, dvdf-otdf vs otdf)
   on the tasks both have: relative change of the totals and tasks won / lost / tied.
@@ -20,17 +26,29 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from dvdf.config import METHODS
-from dvdf.report.load import FINISHED, Run, Task
+from dvdf.layout import RUN_CONFIG
+from dvdf.methods import METHOD_NAMES, comparison_pairs
+from dvdf.report.load import DIVERGED, FINISHED, Run, Task
 
-FINAL, BEST = "final", "best"
-METRICS = (FINAL, BEST)
-METRIC_TITLES = {
-    FINAL: "final score (normalized score at the last evaluation)",
-    BEST: "best-of-run score (maximum normalized score over all evaluations)",
-}
-# DVDF variant -> the baseline filter it extends (METHOD.md: lambda = 1 is exactly that filter).
-PAIRS = (("dvdf-igdf", "igdf"), ("dvdf-otdf", "otdf"))
+FINAL, LAST_K, BEST = "final", "last_k", "best"
+METRICS = (LAST_K, FINAL, BEST)      # the headline score first
+HEADLINE = LAST_K
+DEFAULT_LAST_K = 5
+FIXED, TUNED = "fixed", "tuned"
+
+
+def score_label(metric: str, last_k: int) -> str:
+    """The short label of a score, as every table and figure writes it."""
+    return {FINAL: "final", LAST_K: f"last-{last_k} mean", BEST: "best-of-run (optimistic)"}[metric]
+
+
+def score_title(metric: str, last_k: int) -> str:
+    """The label with what it means, for section titles."""
+    return {
+        FINAL: "final score (normalized score at the last evaluation)",
+        LAST_K: f"last-{last_k} mean score (mean normalized score of the last {last_k} evaluations)",
+        BEST: "best-of-run score (maximum normalized score over the evaluations; optimistic)",
+    }[metric]
 
 
 @dataclass(frozen=True)
@@ -40,22 +58,29 @@ class SeedStats:
     mean: float
     std: Optional[float]     # sample std (ddof = 1); None with a single seed
     n: int
-    partial: bool            # some seed has not finished (running, stopped early or failed)
+    partial: bool            # some seed has not finished (running, stopped early, failed or diverged)
     seeds: tuple[int, ...]
+    values: tuple[float, ...] = ()   # the per-seed scores, in seed order
+    diverged: int = 0        # seeds of the setting that diverged (not in the values)
 
 
-def seed_stats(values: Iterable[float], seeds: Iterable[int], partial: bool) -> SeedStats:
+def seed_stats(values: Iterable[float], seeds: Iterable[int], partial: bool, diverged: int = 0) -> SeedStats:
     values = [float(v) for v in values]
     if not values:
         raise ValueError("seed_stats needs at least one value")
     n = len(values)
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return SeedStats(mean=mean, std=std, n=n, partial=partial, seeds=tuple(seeds))
+    return SeedStats(mean=mean, std=std, n=n, partial=partial, seeds=tuple(seeds), values=tuple(values),
+                     diverged=diverged)
 
 
-def run_score(run: Run, metric: str) -> Optional[float]:
-    return run.final_score if metric == FINAL else run.best_score
+def run_score(run: Run, metric: str, last_k: int = DEFAULT_LAST_K) -> Optional[float]:
+    if metric == FINAL:
+        return run.final_score
+    if metric == LAST_K:
+        return run.last_k_score(last_k)
+    return run.best_score
 
 
 @dataclass
@@ -70,17 +95,48 @@ class Setting:
 
     @property
     def scored_runs(self) -> list[Run]:
-        return sorted((run for run in self.runs if run.evals), key=lambda run: (run.seed, str(run.path)))
+        """Runs with evaluations that did not diverge, by seed: the ones the statistics use."""
+        return sorted((run for run in self.runs if run.evals and run.status != DIVERGED),
+                      key=lambda run: (run.seed, str(run.path)))
+
+    @property
+    def diverged_runs(self) -> list[Run]:
+        return sorted((run for run in self.runs if run.status == DIVERGED), key=lambda run: run.seed)
 
     @property
     def partial(self) -> bool:
         return any(run.status != FINISHED for run in self.runs)
 
-    def stats(self, metric: str) -> Optional[SeedStats]:
+    @property
+    def steps(self) -> int:
+        """Gradient steps each run of the setting is configured for."""
+        return max(run.total_steps for run in self.runs)
+
+    @property
+    def order(self) -> tuple:
+        """When the setting was tried: its trial's number in a sweep (Ray names trials
+        <study>_<number>), else when its first run was configured (config.yaml's time)."""
+        numbers = []
+        for run in self.runs:
+            tail = run.trial.name.rsplit("_", 1)[-1] if run.trial is not None else ""
+            if tail.isdigit():
+                numbers.append(int(tail))
+        if numbers:
+            return (0, min(numbers))
+        times = []
+        for run in self.runs:
+            try:
+                times.append((run.path / RUN_CONFIG).stat().st_mtime)
+            except OSError:
+                pass
+        return (1, min(times) if times else 0.0, str(min(run.path for run in self.runs)))
+
+    def stats(self, metric: str, last_k: int = DEFAULT_LAST_K) -> Optional[SeedStats]:
         runs = self.scored_runs
         if not runs:
             return None
-        return seed_stats([run_score(run, metric) for run in runs], [run.seed for run in runs], self.partial)
+        return seed_stats([run_score(run, metric, last_k) for run in runs], [run.seed for run in runs],
+                          self.partial, diverged=len(self.diverged_runs))
 
     @property
     def label(self) -> str:
@@ -119,7 +175,7 @@ def duplicate_seeds(settings: Iterable[Setting]) -> list[str]:
 def method_order(method: str) -> tuple[int, str]:
     """Paper order (iql-target ... dvdf-iql-adv), variants after their base, unknown ones last."""
     base = method.split(" [")[0]
-    return (METHODS.index(base) if base in METHODS else len(METHODS), method)
+    return (METHOD_NAMES.index(base) if base in METHOD_NAMES else len(METHOD_NAMES), method)
 
 
 def _rank(mean: float) -> float:
@@ -132,26 +188,53 @@ def _none_last(value: Optional[float]) -> tuple[int, float]:
 
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class TuningBudget:
+    """What choosing a tuned cell cost: trials (settings run) x seeds x gradient steps each."""
+
+    trials: int
+    seeds: int
+    steps: int
+
+    def describe(self) -> str:
+        return f"{self.trials} trials x {self.seeds} seeds x {self.steps:,} steps"
+
+
+@dataclass(frozen=True)
 class Cell:
     """One entry of the per-task table."""
 
     setting: Setting
     stats: SeedStats
     n_settings: int       # settings of this (task, method) that have results; > 1 = best one chosen
+    budget: Optional[TuningBudget] = None          # tuned cells: what the selection cost
+    ci: Optional[tuple[float, float]] = None       # 95% bootstrap CI of the mean (n >= 3), see reliable
+
+    @property
+    def selection(self) -> str:
+        """``fixed`` (the only setting run: chosen before the results) or ``tuned`` (the best of several)."""
+        return TUNED if self.n_settings > 1 else FIXED
 
 
-def table_cells(settings: Iterable[Setting], metric: str) -> dict[tuple[Task, str], Cell]:
+def table_cells(settings: Iterable[Setting], metric: str,
+                last_k: int = DEFAULT_LAST_K) -> dict[tuple[Task, str], Cell]:
     """(task, method) -> cell: the setting with the highest mean ``metric`` among those with results."""
     candidates: dict[tuple[Task, str], list[tuple[Setting, SeedStats]]] = defaultdict(list)
+    tried: dict[tuple[Task, str], list[Setting]] = defaultdict(list)
     for setting in settings:
-        stats = setting.stats(metric)
+        tried[(setting.task, setting.method)].append(setting)
+        stats = setting.stats(metric, last_k)
         if stats is not None:
             candidates[(setting.task, setting.method)].append((setting, stats))
     cells = {}
     for key, options in candidates.items():
         # NaN means never win the selection; ties keep the first in sort order (lambda, xi ascending).
         setting, stats = max(options, key=lambda pair: _rank(pair[1].mean))
-        cells[key] = Cell(setting=setting, stats=stats, n_settings=len(options))
+        budget = None
+        if len(options) > 1:
+            every = tried[key]
+            budget = TuningBudget(trials=len(every), seeds=max(len(s.runs) for s in every),
+                                  steps=max(s.steps for s in every))
+        cells[key] = Cell(setting=setting, stats=stats, n_settings=len(options), budget=budget)
     return cells
 
 
@@ -238,7 +321,21 @@ def comparisons(cells: CellMap, tasks: list[Task], methods: list[str]) -> list[C
 def _baseline_of(method: str) -> Optional[str]:
     """'dvdf-igdf [x=1]' -> 'igdf [x=1]': the baseline with the same differing config fields."""
     base, bracket, rest = method.partition(" [")
-    for ours, theirs in PAIRS:
+    for ours, theirs in comparison_pairs():
         if base == ours:
             return theirs + (bracket + rest if bracket else "")
     return None
+
+
+def method_pairs(methods: list[str], named: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """(X, Y) pairs to compare: each method with its registry baseline (dvdf.methods), then the
+    pairs the user named; only pairs whose both methods have results, each once."""
+    pairs = []
+    for method in methods:
+        baseline = _baseline_of(method)
+        if baseline is not None and baseline in methods:
+            pairs.append((method, baseline))
+    for x, y in named:
+        if x in methods and y in methods and (x, y) not in pairs and x != y:
+            pairs.append((x, y))
+    return pairs

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from dvdf.errors import DvdfError
+from dvdf.layout import SWEEP_FILE
 from dvdf.report.load import Task, task_of
-
-SWEEP_FILE = "sweep.yaml"
 
 
 @dataclass(frozen=True)

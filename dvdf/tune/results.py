@@ -1,48 +1,49 @@
 """Results of a sweep, rebuilt from its experiment directory alone (no Ray import).
 
-:func:`collect` reads every trial directory (``params.json`` = the trial config,
-``result.json`` = one JSON line per evaluation) and the sweep definition (``sweep.yaml``);
+:func:`collect` reads every trial directory through :func:`dvdf.trials.read_trial` - the reader
+``dvdf report`` uses too, so both commands give a trial the same status (``dvdf.layout.STATUSES``:
+finished, diverged, partial, failed, pending) - and the sweep definition (``sweep.yaml``);
 :func:`summarize` picks, per study (group x method), the best point among finished trials and
-the paper default's (lambda = 0.7, xi = 0.5) trial; :func:`write_tables` writes ``trials.csv``
-and ``results.csv`` into the experiment directory. ``dvdf report`` and ``dvdf sweep
---results-only`` reuse these.
+the paper default's (lambda = 0.7, xi = 0.5) trial; a diverged trial is never picked and is
+counted apart; :func:`write_tables` writes ``trials.csv`` and ``results.csv`` into the
+experiment directory.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import yaml
 
+from dvdf import layout
 from dvdf.errors import DvdfError
-from dvdf.tune.spec import (METRIC, PAPER_DEFAULT_KEEP_RATIO, PAPER_DEFAULT_TRADEOFF, SEARCH_PARAMS, Sweep,
-                            searched_params, sweep_from_dict)
+from dvdf.methods import PAPER_KEEP_RATIO, PAPER_TRADEOFF
+from dvdf.trials import TrialFiles, read_trial
+from dvdf.tune.spec import SEARCH_PARAMS, Sweep, searched_params, sweep_from_dict
 from dvdf.tune.storage import ExperimentDir
 
-SWEEP_FILE = "sweep.yaml"
-RESULTS_FILE = "results.csv"
-TRIALS_FILE = "trials.csv"
-_FINISHED = "finished"   # the trainable's metric on its last report (see dvdf.tune.trainable)
-
-# Trial status as far as the files tell: finished (every seed run done), error (failed at least
-# once - error.txt - and not finished: final once the sweep has ended, a retry may be running
-# while it goes on), partial (reported but not finished: stopped early by ASHA or interrupted),
-# pending (no report yet).
-STATUSES = ("finished", "error", "partial", "pending")
+SWEEP_FILE = layout.SWEEP_FILE
+RESULTS_FILE = layout.RESULTS_TABLE
+TRIALS_FILE = layout.TRIALS_TABLE
+STATUSES = layout.STATUSES
 
 
 @dataclass
 class TrialRecord:
+    """A trial as the results tables show it: its config (params.json), status and last report."""
+
     trial_dir: str
     config: dict
     status: str
     evaluations: int = 0
     last: dict = field(default_factory=dict)   # the last reported result
+    files: Optional[TrialFiles] = None         # everything read from the trial folder
 
     @property
     def trial_id(self) -> str:
@@ -50,17 +51,17 @@ class TrialRecord:
 
     @property
     def score(self) -> Optional[float]:
-        value = self.last.get(METRIC)
+        value = self.last.get(layout.SCORE)
         return float(value) if value is not None and math.isfinite(float(value)) else None
 
     @property
     def score_std(self) -> Optional[float]:
-        value = self.last.get(f"{METRIC}_std")
+        value = self.last.get(layout.SCORE_STD)
         return float(value) if value is not None else None
 
     def seed_scores(self) -> dict[int, float]:
-        return {int(s): float(self.last[f"{METRIC}_seed{s}"]) for s in self.config.get("seeds", [])
-                if f"{METRIC}_seed{s}" in self.last}
+        return {int(s): float(self.last[layout.seed_score_key(s)]) for s in self.config.get("seeds", [])
+                if layout.seed_score_key(s) in self.last}
 
 
 @dataclass
@@ -72,6 +73,7 @@ class StudyResult:
     finished: int
     best: Optional[TrialRecord]
     default: Optional[TrialRecord]
+    diverged: int = 0                 # trials that stopped on a non-finite value (never best/default)
 
 
 def load_stored_sweep(exp: ExperimentDir) -> Sweep:
@@ -85,42 +87,33 @@ def load_stored_sweep(exp: ExperimentDir) -> Sweep:
 
 
 def collect(exp: ExperimentDir) -> list[TrialRecord]:
-    """Every trial directory of the experiment (those with a params.json)."""
+    """Every trial directory of the experiment (those with a params.json), read by dvdf.trials."""
     records = []
     for name in exp.subdirs():
-        if not exp.exists(name, "params.json"):
+        if not exp.exists(name, layout.TRIAL_PARAMS):
             continue
-        config = json.loads(exp.read_text(name, "params.json"))
-        results = []
-        if exp.exists(name, "result.json"):
-            for line in exp.read_text(name, "result.json").splitlines():
-                line = line.strip()
-                if line:
-                    try:
-                        results.append(json.loads(line))
-                    except json.JSONDecodeError:  # a line cut by a killed driver
-                        continue
-        last = results[-1] if results else {}
-        if last.get(_FINISHED) == 1.0:
-            status = "finished"
-        elif exp.exists(name, "error.txt"):
-            status = "error"
-        elif results:
-            status = "partial"
-        else:
-            status = "pending"
-        records.append(TrialRecord(trial_dir=name, config=config, status=status,
-                                   evaluations=len({r.get("step") for r in results}), last=last))
+        problems: list[str] = []
+        files = read_trial(ExperimentDir(_join(exp, name)), problems, name)
+        records.append(TrialRecord(trial_dir=name, config=files.params, status=files.status,
+                                   evaluations=files.evaluations, last=files.last, files=files))
     return records
 
 
+def _join(exp: ExperimentDir, name: str) -> str:
+    return str(Path(exp.location, name)) if exp.is_local else posixpath.join(exp.location, name)
+
+
 def _is_default(record: TrialRecord, used: tuple[str, ...]) -> bool:
-    default = {"tradeoff": PAPER_DEFAULT_TRADEOFF, "keep_ratio": PAPER_DEFAULT_KEEP_RATIO}
+    default = {"tradeoff": PAPER_TRADEOFF, "keep_ratio": PAPER_KEEP_RATIO}
     return all(math.isclose(float(record.config[p]), default[p], abs_tol=1e-9) for p in used)
 
 
 def summarize(sweep: Sweep, records: list[TrialRecord]) -> list[StudyResult]:
-    """Per study: best finished trial by mean normalized score (partial ones if none finished)."""
+    """Per study: best finished trial by mean normalized score (partial ones if none finished).
+
+    A diverged trial is never the best or the default: its last score is not that of a trained
+    policy. It is counted in ``StudyResult.diverged`` and shown in the tables.
+    """
     by_study: dict[str, list[TrialRecord]] = {}
     for record in records:
         by_study.setdefault(record.config.get("study", "?"), []).append(record)
@@ -128,8 +121,8 @@ def summarize(sweep: Sweep, records: list[TrialRecord]) -> list[StudyResult]:
     for study in sweep.studies:
         trials = by_study.get(study.name, [])
         used = searched_params(study.method)
-        scored = [t for t in trials if t.score is not None]
-        finished = [t for t in scored if t.status == "finished"]
+        scored = [t for t in trials if t.score is not None and t.status != layout.DIVERGED]
+        finished = [t for t in scored if t.status == layout.FINISHED]
         pool = finished or scored
         best = max(pool, key=lambda t: t.score) if pool else None
         defaults = [t for t in (finished or scored) if _is_default(t, used)]
@@ -138,8 +131,9 @@ def summarize(sweep: Sweep, records: list[TrialRecord]) -> list[StudyResult]:
                                                   "quality": study.group.quality,
                                                   "target": study.group.target_label}
         summaries.append(StudyResult(study=study.name, config=config, used=used, trials=len(trials),
-                                     finished=sum(t.status == "finished" for t in trials), best=best,
-                                     default=defaults[0] if defaults else None))
+                                     finished=sum(t.status == layout.FINISHED for t in trials), best=best,
+                                     default=defaults[0] if defaults else None,
+                                     diverged=sum(t.status == layout.DIVERGED for t in trials)))
     return summaries
 
 
@@ -164,6 +158,7 @@ def results_rows(summaries: list[StudyResult]) -> list[dict]:
             row[f"{prefix}_score_std"] = _num(record.score_std) if record is not None else ""
             row[f"{prefix}_status"] = record.status if record is not None else ""
         row["best_trial"] = s.best.trial_id if s.best is not None else ""
+        row["diverged"] = s.diverged
         rows.append(row)
     return rows
 
@@ -177,10 +172,10 @@ def trials_rows(records: list[TrialRecord]) -> list[dict]:
                "tradeoff": r.config.get("tradeoff", ""), "keep_ratio": r.config.get("keep_ratio", ""),
                "seeds": ",".join(str(s) for s in r.config.get("seeds", [])),
                "status": r.status, "evaluations": r.evaluations, "step": r.last.get("step", ""),
-               METRIC: _num(r.score), f"{METRIC}_std": _num(r.score_std)}
+               layout.SCORE: _num(r.score), layout.SCORE_STD: _num(r.score_std)}
         scores = r.seed_scores()
         for seed in seeds:
-            row[f"{METRIC}_seed{seed}"] = _num(scores.get(seed))
+            row[layout.seed_score_key(seed)] = _num(scores.get(seed))
         row["trial_dir"] = r.trial_dir
         rows.append(row)
     return rows
@@ -199,7 +194,7 @@ def to_csv(rows: list[dict]) -> str:
 def _score(record: Optional[TrialRecord]) -> str:
     if record is None or record.score is None:
         return "-"
-    mark = "" if record.status == "finished" else "*"
+    mark = "" if record.status == layout.FINISHED else "*"
     return f"{record.score:.1f} +- {record.score_std or 0.0:.1f}{mark}"
 
 
@@ -211,10 +206,11 @@ def _param(record: Optional[TrialRecord], param: str, used: tuple[str, ...]) -> 
 
 def format_table(summaries: list[StudyResult]) -> str:
     """The terminal table: per study the best lambda/xi, its score, the default's score."""
-    header = ("study", "trials", "best lambda", "best xi", "best score", "default (0.7, 0.5)")
+    header = ("study", "finished", "diverged", "best lambda", "best xi", "best score",
+              f"default ({PAPER_TRADEOFF:g}, {PAPER_KEEP_RATIO:g})")
     rows = [header]
     for s in summaries:
-        rows.append((s.study, f"{s.finished}/{s.trials}", _param(s.best, "tradeoff", s.used),
+        rows.append((s.study, f"{s.finished}/{s.trials}", str(s.diverged), _param(s.best, "tradeoff", s.used),
                      _param(s.best, "keep_ratio", s.used), _score(s.best), _score(s.default)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     def line(row) -> str:  # first column left-aligned, numbers right-aligned
@@ -222,7 +218,9 @@ def format_table(summaries: list[StudyResult]) -> str:
 
     lines = [line(row) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("scores: mean +- std of the normalized score over the seeds; * = trial not finished")
+    lines.append("scores: mean +- std of the normalized score over the seeds at the trial's last report; "
+                 "* = trial not finished; diverged trials (stopped on a non-finite value) are never the best "
+                 "or the default")
     return "\n".join(lines)
 
 

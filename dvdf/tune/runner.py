@@ -46,6 +46,7 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
+from dvdf import layout
 from dvdf.errors import DvdfError
 from dvdf.schema import to_dict
 from dvdf.tune import prepare as prep
@@ -305,6 +306,6 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     summaries = write_tables(location)
     records = collect(exp)
     return SweepOutcome(experiment_dir=location, summaries=summaries, table=format_table(summaries),
-                        total=sweep.num_trials, finished=sum(r.status == "finished" for r in records),
-                        errored=sum(r.status == "error" for r in records),
+                        total=sweep.num_trials, finished=sum(r.status == layout.FINISHED for r in records),
+                        errored=sum(r.status == layout.FAILED for r in records),
                         seconds=time.perf_counter() - started)
