@@ -36,3 +36,4 @@ PARTIAL = "partial"     # has evaluations but did not (yet) reach its last step
 FAILED = "failed"       # errored (a trial Ray marked as error, a run without readable results)
 PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
 STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
+OPTUNA_DB = "optuna.db"             # the sweep's Optuna studies (SQLite), in its experiment directory
