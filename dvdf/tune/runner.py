@@ -283,6 +283,9 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     elif exp.has_content():
         raise DvdfError(f"{exp} already exists: continue it with --resume, or give the sweep another name "
                         "('name:' in the file or --name)")
+    from dvdf.tune.trackers import tracker_callbacks
+
+    trackers = tracker_callbacks(sweep, location)   # a missing package stops here, before any work
     missing = prep.check_datasets(sweep)
     init_ray(sweep, address, num_cpus, num_gpus)
     check_resources(sweep, address)
@@ -304,8 +307,8 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     if resume and tune.Tuner.can_restore(location):
         tuner = restore_tuner(sweep, location, trainable=trainable)
     else:  # a fresh sweep, or one interrupted before Ray saved any state
-        tuner = build_tuner(sweep, location, trainable=trainable, callbacks=callbacks, verbose=verbose,
-                            resume=resume)
+        tuner = build_tuner(sweep, location, trainable=trainable, callbacks=[*trackers, *callbacks],
+                            verbose=verbose, resume=resume)
     tuner.fit()
     summaries = write_tables(location)
     records = collect(exp)

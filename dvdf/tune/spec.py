@@ -46,6 +46,7 @@ from typing import Literal, Optional, Sequence
 from dvdf.config import ExperimentConfig, FilterConfig, Method, Quality
 from dvdf.errors import DvdfError
 from dvdf.schema import apply_overrides, from_dict, load_yaml, to_dict
+from dvdf.tune.trackers import Logger, MlflowSpec, WandbSpec
 
 PAPER_DEFAULT_TRADEOFF = 0.7   # lambda
 PAPER_DEFAULT_KEEP_RATIO = 0.5  # xi
@@ -166,6 +167,10 @@ class SweepFile:
     data_dir: Optional[str] = None
     collect_missing: bool = True           # generate missing datasets (base.data.collect settings)
     object_store_memory: Optional[int] = None  # bytes, for a local Ray instance
+    # experiment trackers through Ray Tune's logger callbacks (dvdf.tune.trackers); off by default
+    loggers: tuple[Logger, ...] = ("tensorboard",)
+    mlflow: MlflowSpec = field(default_factory=MlflowSpec)
+    wandb: WandbSpec = field(default_factory=WandbSpec)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +406,8 @@ def _validate_file(spec: SweepFile, source: str) -> None:
              f"got {spec.object_store_memory}")
     if not spec.storage:
         fail("'storage' is empty")
+    if len(set(spec.loggers)) != len(spec.loggers):
+        fail(f"'loggers' lists a logger twice: {list(spec.loggers)}")
 
 
 def _validate_search(search: SearchSpec, fail) -> None:
