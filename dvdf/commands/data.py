@@ -50,7 +50,8 @@ def register(subparsers) -> None:
     export = actions.add_parser(
         "export", help="write a dataset in another format (Minari)",
         description="Write a dvdf dataset as a Minari dataset under DIR/<dataset id>/data, loadable with "
-                    "MINARI_DATASETS_PATH=DIR and minari.load_dataset(<dataset id>). Needs pip install 'dvdf[minari]'.")
+                    "MINARI_DATASETS_PATH=DIR and minari.load_dataset(<dataset id>). "
+                    "Needs pip install 'dvdf[minari]'.")
     export.add_argument("path", help="dataset to export (HDF5 file or any source 'data inspect' reads)")
     export.add_argument("--format", required=True, choices=("minari",), help="output format")
     export.add_argument("--out", required=True, metavar="DIR", help="Minari dataset root to write into")
@@ -135,9 +136,9 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print(f"wrote Minari dataset {result['dataset_id']} ({result['episodes']} episodes, {result['steps']} steps, "
-              f"{result['storage']}) to {result['path']}; load it with MINARI_DATASETS_PATH={args.out} "
-              f"and minari.load_dataset('{result['dataset_id']}')")
+        print(f"wrote Minari dataset {result['dataset_id']} ({result['episodes']} episodes, "
+              f"{result['steps']} steps, {result['storage']}) to {result['path']}; load it with "
+              f"MINARI_DATASETS_PATH={args.out} and minari.load_dataset('{result['dataset_id']}')")
     return 0
 
 

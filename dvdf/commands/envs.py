@@ -21,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="HDF5 dataset file, minari:<dataset id> or a Minari dataset directory")
     replay.add_argument("--domain", required=True, metavar="NAME", help="domain name (see 'dvdf domains')")
     replay.add_argument("--tol", type=float, default=1e-3, help="max-abs error tolerance (default 1e-3)")
-    replay.add_argument("--no-d4rl-compat", dest="d4rl_compat", action="store_const", const=False, default=None,
-                        help="plain MuJoCo 4 masses instead of the old-MuJoCo ones (default: what the dataset "
-                             "records, e.g. Minari's gymnasium-v5 data; old-MuJoCo masses otherwise)")
+    replay.add_argument("--no-d4rl-compat", dest="d4rl_compat", action="store_const", const=False,
+                        default=None,
+                        help="plain MuJoCo 4 masses instead of the old-MuJoCo ones (default: what the "
+                             "dataset records, e.g. Minari's gymnasium-v5 data; old-MuJoCo masses otherwise)")
     replay.add_argument("--d4rl-compat", dest="d4rl_compat", action="store_const", const=True,
                         help="old-MuJoCo masses even where the dataset records plain MuJoCo physics")
     replay.add_argument("--json", action="store_true", help="print one JSON object")

@@ -51,7 +51,8 @@ def read_dataset(path: str | os.PathLike, domain: Optional[str] = None) -> Datas
     if not path.exists():
         raise DvdfError(f"{path}: no such file")
     if path.is_dir() or not h5py.is_hdf5(path):
-        raise DvdfError(f"{path}: not an HDF5 file" + (" (a directory, and no Minari dataset)" if path.is_dir() else ""))
+        what = " (a directory, and no Minari dataset)" if path.is_dir() else ""
+        raise DvdfError(f"{path}: not an HDF5 file{what}")
     try:
         with h5py.File(path, "r") as handle:
             raw = _read_raw(handle, path)

@@ -103,7 +103,8 @@ def export_minari(dataset: Dataset, out_dir: str | os.PathLike, dataset_id: str,
     if final.exists():
         raise DvdfError(f"export: {final} already exists (choose another --dataset-id or remove it)")
     domain = domain or dataset.metadata.get("domain")
-    env_spec, ref_min, ref_max = None, dataset.metadata.get("ref_min_score"), dataset.metadata.get("ref_max_score")
+    env_spec = None
+    ref_min, ref_max = dataset.metadata.get("ref_min_score"), dataset.metadata.get("ref_max_score")
     if isinstance(domain, str):
         import gymnasium
 
@@ -112,13 +113,15 @@ def export_minari(dataset: Dataset, out_dir: str | os.PathLike, dataset_id: str,
 
         spec = get_domain(domain)
         if (dataset.obs_dim, dataset.act_dim) != (spec.obs_dim, spec.act_dim):
-            raise DvdfError(f"export: {source_path or dataset.source} has {dataset.obs_dim}/{dataset.act_dim} "
-                            f"obs/action dims, domain '{spec.name}' has {spec.obs_dim}/{spec.act_dim}")
+            raise DvdfError(f"export: {source_path or dataset.source} has "
+                            f"{dataset.obs_dim}/{dataset.act_dim} obs/action dims, domain '{spec.name}' "
+                            f"has {spec.obs_dim}/{spec.act_dim}")
         env_spec = gymnasium.spec(spec.gym_id)
         if ref_min is None or ref_max is None:
             ref_min, ref_max = spec.ref_min, spec.ref_max
     provenance = {key: _plain(dataset.metadata[key]) for key in _CARRIED if key in dataset.metadata}
-    provenance.update({"exported_by": f"dvdf {__version__}", "source_file": str(source_path or dataset.source)})
+    provenance.update({"exported_by": f"dvdf {__version__}",
+                       "source_file": str(source_path or dataset.source)})
     if CHECKSUM_KEY in dataset.metadata:
         provenance["source_checksum_sha256"] = dataset.metadata[CHECKSUM_KEY]
     episodes = episodes_of(dataset)
@@ -134,7 +137,8 @@ def export_minari(dataset: Dataset, out_dir: str | os.PathLike, dataset_id: str,
             create_dataset_from_buffers(
                 dataset_id, buffers, env=env_spec, eval_env=env_spec,
                 observation_space=box(dataset.obs_dim), action_space=box(dataset.act_dim),
-                algorithm_name=str(dataset.metadata.get("algorithm_name", "dvdf collect (SAC behaviour policies)")),
+                algorithm_name=str(dataset.metadata.get("algorithm_name",
+                                                        "dvdf collect (SAC behaviour policies)")),
                 author="dvdf", code_permalink=None,
                 ref_min_score=None if ref_min is None else float(ref_min),
                 ref_max_score=None if ref_max is None else float(ref_max),

@@ -113,8 +113,8 @@ def _map_gym_robot(where: str, env_id: str, robot_name: str, version: Optional[i
                             "the contact forces have no place in it (data recorded with "
                             "include_cfrc_ext_in_observation=False maps exactly)")
         elif obs_dim != robot.obs_dim:
-            raise DvdfError(f"{head}: observations have {obs_dim} dims, dvdf's ant layout has {robot.obs_dim} "
-                            f"(or {ANT_PHYSICAL_DIMS} without contact forces)")
+            raise DvdfError(f"{head}: observations have {obs_dim} dims, dvdf's ant layout has "
+                            f"{robot.obs_dim} (or {ANT_PHYSICAL_DIMS} without contact forces)")
     elif obs_dim != robot.obs_dim:
         raise DvdfError(f"{head}: observations have {obs_dim} dims, dvdf's {robot_name} layout has "
                         f"{robot.obs_dim}")
@@ -122,11 +122,12 @@ def _map_gym_robot(where: str, env_id: str, robot_name: str, version: Optional[i
     old_mujoco = version is not None and version <= 3
     physics = [] if old_mujoco else ["plain MuJoCo masses (no d4rl_compat)"]
     xml_file = kwargs.get("xml_file")
-    if robot_name == "walker2d" and version is not None and version >= 5 and xml_file in (None, "walker2d_v5.xml"):
+    v5 = version is not None and version >= 5
+    if robot_name == "walker2d" and v5 and xml_file in (None, "walker2d_v5.xml"):
         physics.append("walker2d_v5.xml: right foot friction 1.9 (dvdf's walker2d: 0.9)")
     elif xml_file is not None and xml_file != robot.asset:
         physics.append(f"xml_file {xml_file} (dvdf's {robot_name}: {robot.asset})")
-    if robot_name == "ant" and version is not None and version >= 5 and kwargs.get("contact_cost_weight", 5e-4):
+    if robot_name == "ant" and v5 and kwargs.get("contact_cost_weight", 5e-4):
         physics.append("rewards include Ant-v5's contact cost")
     return LayoutMapping(domain=robot_name, env_id=env_id, pad_zeros=pad, d4rl_compat=old_mujoco,
                          physics=tuple(physics))

@@ -115,7 +115,8 @@ def read_minari(ref: str | os.PathLike) -> Dataset:
     except DvdfError:
         raise
     except Exception as exc:
-        raise DvdfError(f"{ref}: cannot read Minari episodes (truncated or corrupt?): {_one_line(exc)}") from None
+        raise DvdfError(f"{ref}: cannot read Minari episodes (truncated or corrupt?): "
+                        f"{_one_line(exc)}") from None
     return _build(ref, columns, mapping, raw_meta)
 
 
@@ -129,7 +130,9 @@ def _flat_box_dims(ref: str, obs_space, act_space) -> tuple[int, int]:
 
     for role, space in (("observation", obs_space), ("action", act_space)):
         if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            kind = type(space).__name__ + ("" if not isinstance(space, spaces.Box) else f" of shape {space.shape}")
+            kind = type(space).__name__
+            if isinstance(space, spaces.Box):
+                kind += f" of shape {space.shape}"
             raise DvdfError(f"{ref}: the {role} space is a {kind}; dvdf needs flat Box "
                             f"{role}s (continuous control, vector observations)")
     return int(obs_space.shape[0]), int(act_space.shape[0])

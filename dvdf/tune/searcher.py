@@ -64,7 +64,8 @@ def dashboard_line(sweep: Sweep, location: str) -> str:
     if url is None:
         if sweep.spec.search.mode != "optuna":
             return f"Optuna: not used (search.mode: {sweep.spec.search.mode})"
-        return "Optuna studies: in memory (an object-store sweep; set search.storage to a database URL for a dashboard)"
+        return ("Optuna studies: in memory (an object-store sweep; set search.storage to a database URL "
+                "for a dashboard)")
     from sqlalchemy.engine import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)
@@ -121,9 +122,9 @@ class StudySearcher(Searcher):
                             f"for study '{name}': {str(exc).splitlines()[0]}") from None
         existing = optuna_study.get_trials(deepcopy=False)
         if existing and not self._resume:
-            raise DvdfError(f"{self._sweep.source}: Optuna storage {self._storage} already holds study '{name}' "
-                            f"with {len(existing)} trial(s) (an earlier run of this sweep?); continue it with "
-                            "--resume, or use another sweep name or database")
+            raise DvdfError(f"{self._sweep.source}: Optuna storage {self._storage} already holds study "
+                            f"'{name}' with {len(existing)} trial(s) (an earlier run of this sweep?); "
+                            "continue it with --resume, or use another sweep name or database")
         if not existing:
             for point in first_points(self._sweep.spec.search):
                 optuna_study.enqueue_trial({p: getattr(point, p) for p in study.searched})
