@@ -205,6 +205,10 @@ def test_a_database_url_in_the_file_prefixes_the_sweep_name(tmp_path):
     secret = make_sweep(search={"mode": "optuna", "num_samples": 2, "storage": "postgresql://me:hunter2@db/optuna"})
     assert "hunter2" not in dashboard_line(secret, "/results/x") and "postgresql://me:***@db/optuna" in \
         dashboard_line(secret, "/results/x")
+    # a database that cannot be opened is one line, without the password
+    with pytest.raises(DvdfError, match=r"cannot open Optuna storage postgresql://me:\*\*\*@127.0.0.1:1/optuna") as info:
+        StudySearcher(secret, storage="postgresql://me:hunter2@127.0.0.1:1/optuna")
+    assert "hunter2" not in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(DvdfError, match="'search.storage' must be a database URL"):
         make_sweep(search={"mode": "optuna", "num_samples": 2, "storage": "results/optuna.db"})
     with pytest.raises(DvdfError, match="'search.storage' is not used with mode: grid"):

@@ -140,7 +140,7 @@ def test_sweep_logs_to_mlflow_and_keeps_its_studies_in_optuna_db(ray_session, ti
     app = dashboard.wsgi(url)
     status, body = _get(app, "/api/studies")
     assert status.startswith("200")
-    names = sorted(s["study_name"] for s in json.loads(body)["studies"])
+    names = sorted(s["study_name"] for s in json.loads(body)["study_summaries"])
     assert names == sorted(s.name for s in sweep.studies)
 
 

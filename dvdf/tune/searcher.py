@@ -66,10 +66,18 @@ def dashboard_line(sweep: Sweep, location: str) -> str:
             return f"Optuna: not used (search.mode: {sweep.spec.search.mode})"
         return ("Optuna studies: in memory (an object-store sweep; set search.storage to a database URL "
                 "for a dashboard)")
-    from sqlalchemy.engine import make_url
+    return f"Optuna dashboard (live): optuna-dashboard {shown_url(url)}"
 
-    shown = make_url(url).render_as_string(hide_password=True)
-    return f"Optuna dashboard (live): optuna-dashboard {shown}"
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://..."
 
 
 class StudySearcher(Searcher):
@@ -118,12 +126,12 @@ class StudySearcher(Searcher):
             optuna_study = optuna.create_study(direction="maximize", study_name=name, sampler=sampler,
                                                storage=self._storage, load_if_exists=True)
         except Exception as exc:  # SQLAlchemy: unreachable server, missing driver, bad URL
-            raise DvdfError(f"{self._sweep.source}: cannot open Optuna storage {self._storage} "
+            raise DvdfError(f"{self._sweep.source}: cannot open Optuna storage {shown_url(self._storage)} "
                             f"for study '{name}': {str(exc).splitlines()[0]}") from None
         existing = optuna_study.get_trials(deepcopy=False)
         if existing and not self._resume:
-            raise DvdfError(f"{self._sweep.source}: Optuna storage {self._storage} already holds study "
-                            f"'{name}' with {len(existing)} trial(s) (an earlier run of this sweep?); "
+            raise DvdfError(f"{self._sweep.source}: Optuna storage {shown_url(self._storage)} already holds "
+                            f"study '{name}' with {len(existing)} trial(s) (an earlier run of this sweep?); "
                             "continue it with --resume, or use another sweep name or database")
         if not existing:
             for point in first_points(self._sweep.spec.search):
@@ -227,6 +235,12 @@ class StudySearcher(Searcher):
         if self._storage is not None:
             state["_optuna"] = {}
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        # An unpickled searcher (Tuner.restore reads tuner.pkl) continues a sweep: its studies
+        # exist already, even where Ray saved no searcher checkpoint before the stop.
+        self.__dict__.update(state)
+        self._resume = True
 
     def save(self, checkpoint_path: str) -> None:
         state = {"version": _STATE_VERSION, "studies": [s.name for s in self._sweep.studies],
