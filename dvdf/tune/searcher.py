@@ -96,6 +96,7 @@ class StudySearcher(Searcher):
         self._cursor = 0
         self._samplers: dict[str, optuna.samplers.BaseSampler] = {}
         self._optuna: dict[str, optuna.Study] = {}
+        self._rdb: Optional[optuna.storages.RDBStorage] = None   # one connection pool for all studies
         if sweep.spec.search.mode == "optuna":
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             for study in sweep.studies:
@@ -123,8 +124,10 @@ class StudySearcher(Searcher):
         name = self.storage_name(study)
         sampler = self._samplers[study.name]
         try:
+            if self._storage is not None and self._rdb is None:
+                self._rdb = optuna.storages.RDBStorage(self._storage)
             optuna_study = optuna.create_study(direction="maximize", study_name=name, sampler=sampler,
-                                               storage=self._storage, load_if_exists=True)
+                                               storage=self._rdb, load_if_exists=True)
         except Exception as exc:  # SQLAlchemy: unreachable server, missing driver, bad URL
             raise DvdfError(f"{self._sweep.source}: cannot open Optuna storage {shown_url(self._storage)} "
                             f"for study '{name}': {str(exc).splitlines()[0]}") from None
@@ -234,6 +237,7 @@ class StudySearcher(Searcher):
         state = self.__dict__.copy()
         if self._storage is not None:
             state["_optuna"] = {}
+            state["_rdb"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -266,5 +270,6 @@ class StudySearcher(Searcher):
         if state["storage"] is None:         # in-memory studies, pickled whole
             self._optuna = state["optuna"]
         else:                                # reopened from the database on first use
-            self._storage = self._storage or state["storage"]
+            if self._storage is None:
+                self._storage, self._rdb = state["storage"], None
             self._optuna = {}
