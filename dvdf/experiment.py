@@ -101,6 +101,7 @@ def resolve_device(name: str) -> torch.device:
 
 def validate_experiment(config: ExperimentConfig) -> None:
     """Checks that need more than the schema: known domains, compatible robots, given files exist."""
+    from dvdf.data.minari_read import is_minari_ref
     from dvdf.envs import get_domain
 
     source = get_domain(config.data.source_domain)
@@ -110,7 +111,8 @@ def validate_experiment(config: ExperimentConfig) -> None:
                         f"'{target.name}' ({target.robot}) have different observation/action spaces")
     for key in ("source_path", "target_path"):
         path = getattr(config.data, key)
-        if path is not None and not Path(path).expanduser().is_file():
+        # A Minari reference (minari:<id>, a dataset directory) is checked when it is read.
+        if path is not None and not is_minari_ref(path) and not Path(path).expanduser().is_file():
             raise DvdfError(f"data.{key}: {path}: no such file")
     device = resolve_device(config.device)
     if config.iql.compile != "off" and device.type == "cpu" and not _cpp_compiler():

@@ -37,12 +37,13 @@ FAILED = "failed"       # errored (a trial Ray marked as error, a run without re
 PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
 STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
 
-# ------------------------------------------------------------- added by reports (trial files, tables)
+# ------------------------------------------------------------------------- trial files and tables
 TRIAL_PARAMS = "params.json"        # Ray Tune: the trial's config, written when the trial starts
 TRIAL_RESULT = "result.json"        # Ray Tune: one JSON object per report of the trial
 TRIAL_ERROR = "error.txt"           # Ray Tune: written when the trial raised
 RESULTS_TABLE = "results.csv"       # dvdf sweep: per study, the best and the default trial
 TRIALS_TABLE = "trials.csv"         # dvdf sweep: per trial, status and scores
+OPTUNA_DB = "optuna.db"             # the sweep's Optuna studies (SQLite), in its experiment directory
 SCORE_STD = f"{SCORE}_std"          # trainable metric: std of the normalized score over the trial's seeds
 SUMMARY_STATUS = "status"           # summary.json: FINISHED or DIVERGED
 SUMMARY_DIVERGED_STEP = "diverged_step"          # summary.json of a diverged run: the step it stopped at

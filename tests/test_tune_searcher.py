@@ -13,6 +13,7 @@ pytest.importorskip("ray")
 
 from ray.tune.search import Searcher  # noqa: E402
 
+from dvdf.errors import DvdfError  # noqa: E402
 from dvdf.tune.callbacks import hparams_of  # noqa: E402
 from dvdf.tune.results import collect, format_table, results_rows, summarize, write_tables  # noqa: E402
 from dvdf.tune.searcher import StudySearcher  # noqa: E402
@@ -105,6 +106,113 @@ def test_state_survives_save_and_restore(tmp_path):
     with pytest.raises(RuntimeError, match="another sweep"):
         StudySearcher(make_sweep(groups=[{"robots": ["ant"], "shifts": ["morph"], "qualities": ["expert"]}])
                       ).restore(str(tmp_path / "state.pkl"))
+
+
+# --- the Optuna RDB storage ---------------------------------------------------------------------
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_studies_live_in_the_sqlite_storage_named_like_the_study(tmp_path):
+    import optuna
+
+    sweep = make_sweep()
+    url = sqlite_url(tmp_path)
+    searcher = StudySearcher(sweep, storage=url)
+    # created up front, with the paper default enqueued: the dashboard shows them before any result
+    assert sorted(optuna.get_all_study_names(url)) == sorted(s.name for s in sweep.studies)
+    trials = drain(searcher)
+    for study in sweep.studies:
+        stored = optuna.load_study(study_name=study.name, storage=url).trials   # a second reader
+        expected = [objective(c) for _, c in trials if c["study"] == study.name]
+        assert [t.state.name for t in stored] == ["COMPLETE"] * 4
+        assert [t.value for t in stored] == pytest.approx(expected)
+        assert stored[0].params == {"tradeoff": 0.7, "keep_ratio": 0.5}
+    # the suggestions are the same as with in-memory studies
+    assert [c for _, c in trials] == [c for _, c in drain(StudySearcher(sweep))]
+
+
+def test_storage_state_survives_save_and_restore(tmp_path):
+    import pickle
+
+    sweep = make_sweep()
+    uninterrupted = drain(StudySearcher(sweep))
+    url = sqlite_url(tmp_path)
+    first = StudySearcher(sweep, storage=url)
+    part = drain(first, limit=3)
+    pending = first.suggest("t3")
+    first.save(str(tmp_path / "state.pkl"))
+    # Ray pickles the searcher into tuner.pkl and restores its state into the unpickled copy
+    restored = pickle.loads(pickle.dumps(StudySearcher(sweep, storage=url, resume=True)))
+    restored.restore(str(tmp_path / "state.pkl"))
+    restored.on_trial_complete("t3", {"normalized_score": objective(pending)})
+    rest = drain(restored, start=4)
+    assert [c for _, c in part] + [pending] + [c for _, c in rest] == [c for _, c in uninterrupted]
+    history = restored.optuna_studies[sweep.studies[0].name].trials
+    assert len(history) == 4 and all(t.state.name == "COMPLETE" for t in history)
+
+
+def test_killed_driver_keeps_the_history_and_fails_lost_asks(tmp_path):
+    import optuna
+
+    sweep = make_sweep()
+    url = sqlite_url(tmp_path)
+    first = StudySearcher(sweep, storage=url)
+    drain(first, limit=2)                          # one finished trial per study
+    first.save(str(tmp_path / "state.pkl"))        # Ray's last checkpoint before the kill
+    lost_done = first.suggest("t2")                # after it: one trial finishes, one never reports
+    first.on_trial_complete("t2", {"normalized_score": 55.0})
+    first.suggest("t3")
+    del first                                      # the driver dies here
+    restored = StudySearcher(sweep, storage=url, resume=True)
+    restored.restore(str(tmp_path / "state.pkl"))
+    drain(restored, start=10)
+    for study in sweep.studies:
+        states = [t.state.name for t in optuna.load_study(study_name=study.name, storage=url).trials]
+        assert "RUNNING" not in states             # the lost ask is marked failed, not left waiting
+        if study.name == lost_done["study"]:
+            values = [t.value for t in optuna.load_study(study_name=study.name, storage=url).trials]
+            assert 55.0 in values                  # a result told after the checkpoint is kept
+        else:
+            assert states.count("FAIL") == 1
+        assert states.count("COMPLETE") >= study.num_trials
+
+
+def test_a_fresh_sweep_refuses_a_storage_that_already_holds_its_studies(tmp_path):
+    sweep = make_sweep()
+    url = sqlite_url(tmp_path)
+    drain(StudySearcher(sweep, storage=url), limit=2)
+    with pytest.raises(DvdfError, match=r"already holds study 'hopper-kinematic-medium.dvdf-igdf' with 1 trial"):
+        StudySearcher(sweep, storage=url)
+    resumed = StudySearcher(sweep, storage=url, resume=True)   # loads; the default is not enqueued twice
+    assert len(resumed.optuna_studies[sweep.studies[0].name].trials) == 1
+
+
+def test_a_database_url_in_the_file_prefixes_the_sweep_name(tmp_path):
+    import optuna
+
+    from dvdf.tune.searcher import dashboard_line, optuna_storage_url
+
+    url = sqlite_url(tmp_path)
+    sweep = make_sweep(name="labsweep", search={"mode": "optuna", "num_samples": 2, "storage": url})
+    assert optuna_storage_url(sweep, "/results/labsweep") == url
+    drain(StudySearcher(sweep, storage=url))
+    assert sorted(optuna.get_all_study_names(url)) == sorted(f"labsweep/{s.name}" for s in sweep.studies)
+    default = make_sweep()
+    assert optuna_storage_url(default, "/results/x") == "sqlite:////results/x/optuna.db"
+    assert optuna_storage_url(default, "s3://bucket/x") is None
+    assert dashboard_line(default, "/results/x") == "Optuna dashboard (live): optuna-dashboard sqlite:////results/x/optuna.db"
+    secret = make_sweep(search={"mode": "optuna", "num_samples": 2, "storage": "postgresql://me:hunter2@db/optuna"})
+    assert "hunter2" not in dashboard_line(secret, "/results/x") and "postgresql://me:***@db/optuna" in \
+        dashboard_line(secret, "/results/x")
+    # a database that cannot be opened is one line, without the password
+    with pytest.raises(DvdfError, match=r"cannot open Optuna storage postgresql://me:\*\*\*@127.0.0.1:1/optuna") as info:
+        StudySearcher(secret, storage="postgresql://me:hunter2@127.0.0.1:1/optuna")
+    assert "hunter2" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(DvdfError, match="'search.storage' must be a database URL"):
+        make_sweep(search={"mode": "optuna", "num_samples": 2, "storage": "results/optuna.db"})
+    with pytest.raises(DvdfError, match="'search.storage' is not used with mode: grid"):
+        make_sweep(search={"mode": "grid", "tradeoff": [0.5], "keep_ratio": [0.5], "storage": url})
 
 
 def test_grid_and_fixed_points():

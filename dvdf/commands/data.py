@@ -41,10 +41,28 @@ def register(subparsers) -> None:
     actions.required = True
 
     inspect = actions.add_parser("inspect", help="validate a dataset file and summarise it")
-    inspect.add_argument("path")
+    inspect.add_argument("path", help="HDF5 file, minari:<dataset id> (local, under $MINARI_DATASETS_PATH) "
+                                      "or a Minari dataset directory")
     inspect.add_argument("--domain", default=None, help="also check obs/action sizes against this domain")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(func=_inspect)
+
+    export = actions.add_parser(
+        "export", help="write a dataset in another format (Minari)",
+        description="Write a dvdf dataset as a Minari dataset under DIR/<dataset id>/data, loadable with "
+                    "MINARI_DATASETS_PATH=DIR and minari.load_dataset(<dataset id>). "
+                    "Needs pip install 'dvdf[minari]'.")
+    export.add_argument("path", help="dataset to export (HDF5 file or any source 'data inspect' reads)")
+    export.add_argument("--format", required=True, choices=("minari",), help="output format")
+    export.add_argument("--out", required=True, metavar="DIR", help="Minari dataset root to write into")
+    export.add_argument("--dataset-id", default=None,
+                        help="Minari id (default dvdf/<domain>/<quality>-v0 from the file's metadata, "
+                             "else dvdf/<file stem>-v0)")
+    export.add_argument("--domain", default=None,
+                        help="dvdf domain of the data when the file does not record it (env spec, refs)")
+    export.add_argument("--storage", choices=("hdf5", "arrow"), default="hdf5", help="Minari storage format")
+    export.add_argument("--json", action="store_true")
+    export.set_defaults(func=_export)
 
     listing = actions.add_parser("list", help="list the datasets of a data directory (its catalogue)")
     listing.add_argument("dir")
@@ -103,6 +121,24 @@ def _inspect(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         print(format_description(info))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dvdf.commands._common import print_json
+    from dvdf.data.hdf5 import read_dataset
+    from dvdf.data.minari_export import default_dataset_id, export_minari
+
+    dataset = read_dataset(args.path, domain=args.domain)
+    dataset_id = args.dataset_id or default_dataset_id(dataset, args.path)
+    result = export_minari(dataset, args.out, dataset_id, source_path=args.path, domain=args.domain,
+                           storage=args.storage)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"wrote Minari dataset {result['dataset_id']} ({result['episodes']} episodes, "
+              f"{result['steps']} steps, {result['storage']}) to {result['path']}; load it with "
+              f"MINARI_DATASETS_PATH={args.out} and minari.load_dataset('{result['dataset_id']}')")
     return 0
 
 

@@ -17,11 +17,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Replay each transition of DATASET in the domain's simulator from the state its "
                     "observation describes, and report how many land within TOL of the recorded next "
                     "observation. Reads D4RL and OTDF/ODRL layouts.")
-    replay.add_argument("dataset", metavar="DATASET", help="HDF5 dataset file")
+    replay.add_argument("dataset", metavar="DATASET",
+                        help="HDF5 dataset file, minari:<dataset id> or a Minari dataset directory")
     replay.add_argument("--domain", required=True, metavar="NAME", help="domain name (see 'dvdf domains')")
     replay.add_argument("--tol", type=float, default=1e-3, help="max-abs error tolerance (default 1e-3)")
-    replay.add_argument("--no-d4rl-compat", dest="d4rl_compat", action="store_false",
-                        help="plain MuJoCo 4 masses instead of the old-MuJoCo ones")
+    replay.add_argument("--no-d4rl-compat", dest="d4rl_compat", action="store_const", const=False,
+                        default=None,
+                        help="plain MuJoCo 4 masses instead of the old-MuJoCo ones (default: what the "
+                             "dataset records, e.g. Minari's gymnasium-v5 data; old-MuJoCo masses otherwise)")
+    replay.add_argument("--d4rl-compat", dest="d4rl_compat", action="store_const", const=True,
+                        help="old-MuJoCo masses even where the dataset records plain MuJoCo physics")
     replay.add_argument("--json", action="store_true", help="print one JSON object")
     replay.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                         help="no progress bar")
@@ -54,7 +59,10 @@ def run_replay_check(args: argparse.Namespace) -> int:
 
     spec = get_domain(args.domain)          # unknown domain: error before touching the file
     dataset = read_dataset(args.dataset, domain=spec.name)
-    result = replay_check_dataset(dataset, spec.name, tol=args.tol, d4rl_compat=args.d4rl_compat,
+    d4rl_compat = args.d4rl_compat
+    if d4rl_compat is None:
+        d4rl_compat = bool(dataset.metadata.get("d4rl_compat", True))
+    result = replay_check_dataset(dataset, spec.name, tol=args.tol, d4rl_compat=d4rl_compat,
                                   progress=args.progress)   # the bar goes to stderr, never into --json
     if args.json:
         from dvdf.commands._common import print_json

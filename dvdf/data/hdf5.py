@@ -36,12 +36,23 @@ EXTRA_ARRAYS = (PROVENANCE_KEY,)
 
 
 def read_dataset(path: str | os.PathLike, domain: Optional[str] = None) -> Dataset:
-    """Load and validate ``path``; with ``domain``, also check obs/action sizes against it."""
+    """Load and validate ``path``; with ``domain``, also check obs/action sizes against it.
+
+    ``path`` may also name a local Minari dataset (``minari:<id>``, or its directory): it is
+    read by :mod:`dvdf.data.minari_read` and validated the same way.
+    """
+    from dvdf.data.minari_read import is_minari_ref, read_minari
+
+    if is_minari_ref(path):
+        dataset = read_minari(path)
+        validate(dataset, domain=domain)
+        return dataset
     path = Path(path)
     if not path.exists():
         raise DvdfError(f"{path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise DvdfError(f"{path}: not an HDF5 file")
+    if path.is_dir() or not h5py.is_hdf5(path):
+        what = " (a directory, and no Minari dataset)" if path.is_dir() else ""
+        raise DvdfError(f"{path}: not an HDF5 file{what}")
     try:
         with h5py.File(path, "r") as handle:
             raw = _read_raw(handle, path)

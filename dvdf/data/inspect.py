@@ -9,6 +9,7 @@ import numpy as np
 
 from dvdf.data.dataset import PROVENANCE_KEY, Dataset
 from dvdf.data.hdf5 import read_dataset
+from dvdf.data.minari_read import reference_scores
 
 
 def describe(dataset: Dataset) -> dict[str, Any]:
@@ -35,6 +36,11 @@ def describe(dataset: Dataset) -> dict[str, Any]:
         names = dataset.provenance_names()
         info["provenance"] = {(names[label] if 0 <= label < len(names) else str(label)): int(count)
                               for label, count in zip(labels.tolist(), counts.tolist())}
+    refs = reference_scores(dataset)
+    if refs is not None and refs[1] > refs[0]:
+        # The dataset's own normalized-score references (Minari metadata), where it has them.
+        info["reference_scores"] = list(refs)
+        info["return_mean_normalized"] = 100.0 * (info["return_mean"] - refs[0]) / (refs[1] - refs[0])
     info["metadata"] = {key: _plain(value) for key, value in dataset.metadata.items()}
     return info
 
@@ -65,6 +71,10 @@ def format_description(info: dict[str, Any]) -> str:
         f"  timeouts         {info['timeouts']}",
         f"  next_observations {'yes' if info['has_next_observations'] else 'no (next row)'}",
     ]
+    if "reference_scores" in info:
+        low, high = info["reference_scores"]
+        lines.append(f"  normalized return {info['return_mean_normalized']:.1f} (mean; dataset references "
+                     f"{low:g} / {high:g})")
     if info["extras"]:
         lines.append("  extra columns    " + ", ".join(f"{k} {v}" for k, v in info["extras"].items()))
     if "provenance" in info:

@@ -202,5 +202,8 @@ def register_domains() -> None:
     for spec in list_domains():
         if spec.gym_id in gymnasium.registry:
             continue
-        gymnasium.register(id=spec.gym_id, entry_point=ENV_CLASSES[spec.robot],
+        # A "module:Class" string, not the class: gymnasium serialises only such specs to JSON,
+        # and Minari stores the spec of the env a dataset was recorded in.
+        env_class = ENV_CLASSES[spec.robot]
+        gymnasium.register(id=spec.gym_id, entry_point=f"{env_class.__module__}:{env_class.__name__}",
                            max_episode_steps=spec.max_episode_steps, kwargs={"domain": spec.name})

@@ -217,7 +217,7 @@ def _evaluations_per_run(sweep: Sweep) -> int:
 
 
 def build_tuner(sweep: Sweep, location: str, *, trainable: Optional[Callable] = None,
-                callbacks: Sequence = (), verbose: int = 0):
+                callbacks: Sequence = (), verbose: int = 0, resume: bool = False):
     """A fresh Tuner for the sweep (``location`` = the experiment directory).
 
     verbose=0: one line per finished trial (TrialLinePrinter); 1 or 2: Ray's status tables.
@@ -226,7 +226,7 @@ def build_tuner(sweep: Sweep, location: str, *, trainable: Optional[Callable] = 
 
     from dvdf.tune.callbacks import HParamsLoggerCallback, TrialLinePrinter
     from dvdf.tune.scheduler import PerStudyASHA
-    from dvdf.tune.searcher import StudySearcher
+    from dvdf.tune.searcher import StudySearcher, optuna_storage_url
 
     spec = sweep.spec
     scheduler = None
@@ -235,7 +235,8 @@ def build_tuner(sweep: Sweep, location: str, *, trainable: Optional[Callable] = 
         scheduler = PerStudyASHA(spec.asha, max_t=max_t, metric=METRIC)
     storage, name = location.rsplit("/", 1)
     tune_config = tune.TuneConfig(
-        metric=METRIC, mode="max", search_alg=StudySearcher(sweep), scheduler=scheduler,
+        metric=METRIC, mode="max", scheduler=scheduler,
+        search_alg=StudySearcher(sweep, storage=optuna_storage_url(sweep, location), resume=resume),
         num_samples=sweep.num_trials, max_concurrent_trials=spec.resources.max_concurrent,
         trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname,
         # Reusing the worker process saves ~1-2 s per trial (measured in RAY.md).
@@ -283,6 +284,9 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     elif exp.has_content():
         raise DvdfError(f"{exp} already exists: continue it with --resume, or give the sweep another name "
                         "('name:' in the file or --name)")
+    from dvdf.tune.trackers import tracker_callbacks
+
+    trackers = tracker_callbacks(sweep, location)   # a missing package stops here, before any work
     missing = prep.check_datasets(sweep)
     init_ray(sweep, address, num_cpus, num_gpus)
     check_resources(sweep, address)
@@ -298,10 +302,14 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
         exp.write_text(stored, SWEEP_FILE)
     echo(f"experiment directory: {exp}")
     echo(f"TensorBoard (live): tensorboard --logdir {exp}")
+    from dvdf.tune.searcher import dashboard_line
+
+    echo(dashboard_line(sweep, location))
     if resume and tune.Tuner.can_restore(location):
         tuner = restore_tuner(sweep, location, trainable=trainable)
     else:  # a fresh sweep, or one interrupted before Ray saved any state
-        tuner = build_tuner(sweep, location, trainable=trainable, callbacks=callbacks, verbose=verbose)
+        tuner = build_tuner(sweep, location, trainable=trainable, callbacks=[*trackers, *callbacks],
+                            verbose=verbose, resume=resume)
     tuner.fit()
     summaries = write_tables(location)
     records = collect(exp)

@@ -46,6 +46,7 @@ from typing import Literal, Optional, Sequence
 from dvdf.config import ExperimentConfig, FilterConfig, Method, Quality
 from dvdf.errors import DvdfError
 from dvdf.schema import apply_overrides, from_dict, load_yaml, to_dict
+from dvdf.tune.trackers import Logger, MlflowSpec, WandbSpec
 
 PAPER_DEFAULT_TRADEOFF = 0.7   # lambda
 PAPER_DEFAULT_KEEP_RATIO = 0.5  # xi
@@ -119,6 +120,9 @@ class SearchSpec:
     seed: int = 0                          # mixed into every study's sampler seed
     tradeoff: Optional[tuple[float, ...]] = None    # grid values
     keep_ratio: Optional[tuple[float, ...]] = None  # grid values
+    # Optuna RDB storage URL (postgresql://..., mysql://..., sqlite:///...); default: the SQLite
+    # file optuna.db in the experiment directory (see dvdf.tune.searcher)
+    storage: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,10 @@ class SweepFile:
     data_dir: Optional[str] = None
     collect_missing: bool = True           # generate missing datasets (base.data.collect settings)
     object_store_memory: Optional[int] = None  # bytes, for a local Ray instance
+    # experiment trackers through Ray Tune's logger callbacks (dvdf.tune.trackers); off by default
+    loggers: tuple[Logger, ...] = ("tensorboard",)
+    mlflow: MlflowSpec = field(default_factory=MlflowSpec)
+    wandb: WandbSpec = field(default_factory=WandbSpec)
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,16 +406,19 @@ def _validate_file(spec: SweepFile, source: str) -> None:
              f"got {spec.object_store_memory}")
     if not spec.storage:
         fail("'storage' is empty")
+    if len(set(spec.loggers)) != len(spec.loggers):
+        fail(f"'loggers' lists a logger twice: {list(spec.loggers)}")
 
 
 def _validate_search(search: SearchSpec, fail) -> None:
     allowed = {
-        "optuna": {"num_samples", "tradeoff_range", "keep_ratio_range", "first_points", "startup_trials"},
+        "optuna": {"num_samples", "tradeoff_range", "keep_ratio_range", "first_points", "startup_trials",
+                   "storage"},
         "grid": {"tradeoff", "keep_ratio"},
         "fixed": set(),
     }[search.mode]
     mode_fields = {"num_samples", "tradeoff_range", "keep_ratio_range", "first_points", "startup_trials",
-                   "tradeoff", "keep_ratio"}
+                   "tradeoff", "keep_ratio", "storage"}
     for name in sorted(mode_fields - allowed):
         if getattr(search, name) is not None:
             fail(f"'search.{name}' is not used with mode: {search.mode}")
@@ -428,6 +439,9 @@ def _validate_search(search: SearchSpec, fail) -> None:
             if bounds[0] < low or bounds[1] > high or (lowest_open and bounds[0] <= low):
                 interval = "(0, 1]" if lowest_open else "[0, 1]"
                 fail(f"'search.{param}_range' ({symbol}) must lie in {interval}, got {list(bounds)}")
+        if search.storage is not None and not re.match(r"^[a-z][a-z0-9+]*://", search.storage):
+            fail(f"'search.storage' must be a database URL such as postgresql://user@host/db or "
+                 f"sqlite:////abs/path/optuna.db, got {search.storage!r}")
         if search.startup_trials is not None and search.startup_trials < 0:
             fail(f"'search.startup_trials' must be >= 0, got {search.startup_trials}")
         for i, point in enumerate(first_points(search)):
