@@ -36,3 +36,8 @@ PARTIAL = "partial"     # has evaluations but did not (yet) reach its last step
 FAILED = "failed"       # errored (a trial Ray marked as error, a run without readable results)
 PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
 STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
+
+# ------------------------------------------------------------------- added by loop (checkpoints, watch)
+CHECKPOINT_FILE = "experiment_state.pt"   # one run's (or a batched run's) checkpoint, in its directory
+CHECKPOINT_MEMBERS_DIR = "members"        # a trial checkpoint's batched-seeds run (beside seed_<N>/)
+VALUE_BOUND_METRIC = "q_bound_exceeded"   # 1.0 when |Q| or |V| of an interval passed eval.q_bound

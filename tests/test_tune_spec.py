@@ -155,7 +155,7 @@ def test_study_seeds_come_from_the_name():
     ({"search": {"mode": "optuna"}}, r"num_samples"),
     ({"search": {"mode": "optuna", "num_samples": 4, "tradeoff_range": [0.8, 1.0]}},
      r"first_points\[0\]\.tradeoff' 0\.7 lies outside"),
-    ({"search": {"mode": "grid", "tradeoff": [0.5, 1.2], "keep_ratio": [0.5]}}, r"search\.tradeoff' tradeoff \(lambda\)"),
+    ({"search": {"mode": "grid", "tradeoff": [0.5, 1.2], "keep_ratio": [0.5]}}, r"search\.tradeoff\[1\] \(lambda\) must be in \[0, 1\], got 1\.2"),
     ({"search": {"mode": "grid", "tradeoff": [0.5]}}, r"search\.keep_ratio' must list"),
     ({"search": {"mode": "grid", "tradeoff": [0.5], "keep_ratio": [0.5], "num_samples": 3}},
      r"'search\.num_samples' is not used with mode: grid"),
