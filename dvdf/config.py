@@ -31,6 +31,22 @@ def _check(condition: bool, message: str) -> None:
         raise DvdfError(message)
 
 
+def _positive(section: str, config, *names: str) -> None:
+    """Each named field of ``config`` is > 0 (counts, sizes, learning rates, weights)."""
+    for name in names:
+        value = getattr(config, name)
+        _check(value > 0, f"{section}.{name} must be > 0, got {value}")
+
+
+def _fraction(section: str, config, *names: str, open_low: bool = False, open_high: bool = False) -> None:
+    """Each named field lies in [0, 1] (a discount, a Polyak rate), its ends excluded as asked."""
+    for name in names:
+        value = getattr(config, name)
+        ok = (0.0 < value if open_low else 0.0 <= value) and (value < 1.0 if open_high else value <= 1.0)
+        interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
+        _check(ok, f"{section}.{name} must be in {interval}, got {value}")
+
+
 @dataclass(frozen=True)
 class CollectConfig:
     """How a missing dataset is generated (behaviour-policy SAC + rollouts, D4RL's recipe)."""
@@ -46,6 +62,8 @@ class CollectConfig:
         _check(self.transitions > 0, "collect.transitions must be > 0")
         _check(self.sac_steps > 0, "collect.sac_steps must be > 0")
         _check(0 < self.snapshot_every <= self.sac_steps, "collect.snapshot_every must be in (0, sac_steps]")
+        _positive("collect", self, "eval_episodes", "num_envs")
+        _check(self.seed >= 0, f"collect.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,9 @@ class ValueStageConfig:
         _check(self.steps > 0 and self.batch_size > 0, "value.steps and value.batch_size must be > 0")
         _check(self.sql_alpha is None or self.sql_alpha > 0, "value.sql_alpha must be > 0")
         _check(0.0 < self.expectile < 1.0, "value.expectile must be in (0, 1)")
+        _positive("value", self, "lr", "hidden", "layers")
+        _fraction("value", self, "discount", open_high=True)
+        _fraction("value", self, "polyak", open_low=True)
 
 
 @dataclass(frozen=True)
@@ -116,6 +137,8 @@ class ScorerConfig:
     def __post_init__(self) -> None:
         _check(self.contrastive_steps > 0 and self.contrastive_batch > 1, "scorer.contrastive_* must be positive")
         _check(self.ot_chunk > 0 and self.ot_reg > 0, "scorer.ot_chunk and scorer.ot_reg must be > 0")
+        _positive("scorer", self, "contrastive_lr", "embed_dim", "hidden", "ot_max_iter", "vae_steps", "vae_hidden",
+                  "vae_lr")
 
 
 @dataclass(frozen=True)
@@ -177,6 +200,9 @@ class IQLConfig:
     def __post_init__(self) -> None:
         _check(self.steps > 0 and self.batch_size > 0, "iql.steps and iql.batch_size must be > 0")
         _check(0.0 < self.expectile < 1.0, "iql.expectile must be in (0, 1)")
+        _positive("iql", self, "lr", "actor_lr", "beta", "exp_adv_max", "hidden", "layers")
+        _fraction("iql", self, "discount", open_high=True)
+        _fraction("iql", self, "polyak", open_low=True)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,11 @@ def _first_difference(a, b, prefix: str = "") -> Optional[str]:
     return None if a == b else (prefix or "top level")
 
 
+def stored_sweep_text(sweep: Sweep) -> str:
+    """What sweep.yaml holds: the sweep as run (paths resolved by :func:`resolve_paths`)."""
+    return yaml.safe_dump({"name": sweep.name, **to_dict(resolve_paths(sweep).spec)}, sort_keys=False)
+
+
 def check_resumable(sweep: Sweep, exp: ExperimentDir) -> None:
     """The file the user passes defines the same trials as the stored sweep.yaml.
 
@@ -334,8 +339,7 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     echo(f"prepared {len(jobs)} (study, seed) stage set(s) in {time.perf_counter() - t0:.1f} s")
     if not resume:
         # Written only now: a sweep stopped during preparation leaves nothing that blocks a rerun.
-        stored = yaml.safe_dump({"name": sweep.name, **to_dict(sweep.spec)}, sort_keys=False)
-        exp.write_text(stored, SWEEP_FILE)
+        exp.write_text(stored_sweep_text(sweep), SWEEP_FILE)
     echo(f"experiment directory: {exp}")
     echo(f"TensorBoard (live): tensorboard --logdir {exp}")
     if resume and tune.Tuner.can_restore(location):
