@@ -9,7 +9,8 @@ it) that keeps a list of the driver's descendants, re-read every ``interval`` se
 and holds a pipe from the driver. When the pipe closes - the driver is gone, however it died - it
 terminates every process of its last list that is still alive with the same start time (so a
 reused PID is never hit), then kills those that did not stop. It only ever touches processes that
-were descendants of the driver, started after the watcher (that is, by ``ray.init``). Linux only (/proc); elsewhere it does nothing.
+were descendants of the driver, started after the watcher (that is, by ``ray.init``). Linux only
+(/proc); elsewhere it does nothing.
 
 Run as ``python -m dvdf.tune.reaper DRIVER_PID`` (by :func:`watch_driver`; no Ray import).
 """
