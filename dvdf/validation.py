@@ -66,7 +66,7 @@ def check_directory(path: str, field: str, writable: bool = True) -> None:
         os.unlink(probe)
     except OSError as exc:
         where = "" if existing == target else f" (in {existing})"
-        raise DvdfError(f"{field}: {path} is not writable{where}: {exc.strerror}") from None
+        raise DvdfError(f"{field}: {path} is not writable{where} ({exc.strerror})") from None
 
 
 def resolve_device(name: str) -> torch.device:
