@@ -88,7 +88,7 @@ def train_trial(config: dict, *, sweep: Sweep, report: Optional[ReportFn] = None
                                          out_dir=workdir / seed_dir(seed)) for seed, cfg in configs.items()}
             rounds = ({seed_dir(s): r for s, r in reports.items()} for reports in lockstep(runs))
         for reports in rounds:   # checkpoint subdirectory -> EvalReport
-            if any(r.diverged is not None for r in reports.values()):
+            if any(_diverged(r) for r in reports.values()):
                 report(combine_reports(reports.values()), None)
                 return
             with tempfile.TemporaryDirectory(prefix="dvdf-ckpt-") as tmp:
@@ -140,7 +140,12 @@ def combine_reports(reports: Iterable) -> dict[str, float]:
     from dvdf.experiment import combine_member_metrics
     reports = list(reports)
     metrics = combine_member_metrics({seed: m for r in reports for seed, m in r.members.items()})
-    diverged = any(r.diverged is not None for r in reports)
+    diverged = any(_diverged(r) for r in reports)
     metrics[DIVERGED_METRIC] = float(diverged)
     metrics[FINISHED] = float(all(r.done for r in reports) and not diverged)
     return metrics
+
+
+def _diverged(report) -> bool:
+    """Whether a run's report is its diverged last one (reports without the field never are)."""
+    return getattr(report, "diverged", None) is not None
