@@ -8,12 +8,13 @@ Paper symbols: lambda = ``filter.tradeoff``, xi = ``filter.keep_ratio``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, Optional, Sequence, get_args
 
 from dvdf.errors import DvdfError
-from dvdf.methods import METHOD_NAMES, PAPER_KEEP_RATIO, PAPER_TRADEOFF, get_method
+from dvdf.methods import METHOD_NAMES, PAPER_KEEP_RATIO, PAPER_TRADEOFF, check_keep_ratio, check_tradeoff, get_method
 from dvdf.schema import apply_overrides, dump_yaml, from_dict, load_yaml
 
 Method = Literal["iql-target", "iql-mix", "igdf", "otdf", "dvdf-igdf", "dvdf-otdf", "dvdf-iql-adv"]
@@ -22,9 +23,28 @@ QUALITIES: tuple[str, ...] = get_args(Quality)   # the quality list, written onc
 METHODS: tuple[str, ...] = METHOD_NAMES   # the registry's order (dvdf.methods)
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise DvdfError(message)
+
+
+def _positive(section: str, config, *names: str) -> None:
+    """Each named field of ``config`` is > 0 (counts, sizes, learning rates, weights)."""
+    for name in names:
+        value = getattr(config, name)
+        _check(value > 0, f"{section}.{name} must be > 0, got {value}")
+
+
+def _fraction(section: str, config, *names: str, open_low: bool = False, open_high: bool = False) -> None:
+    """Each named field lies in [0, 1] (a discount, a Polyak rate), its ends excluded as asked."""
+    for name in names:
+        value = getattr(config, name)
+        ok = (0.0 < value if open_low else 0.0 <= value) and (value < 1.0 if open_high else value <= 1.0)
+        interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
+        _check(ok, f"{section}.{name} must be in {interval}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,8 @@ class CollectConfig:
         _check(self.transitions > 0, "collect.transitions must be > 0")
         _check(self.sac_steps > 0, "collect.sac_steps must be > 0")
         _check(0 < self.snapshot_every <= self.sac_steps, "collect.snapshot_every must be in (0, sac_steps]")
+        _positive("collect", self, "eval_episodes", "num_envs")
+        _check(self.seed >= 0, f"collect.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,7 @@ class DataConfig:
         _check(0.0 < self.target_fraction <= 1.0, f"data.target_fraction must be in (0, 1], got {self.target_fraction}")
         _check(self.target_transitions is None or self.target_transitions > 0,
                f"data.target_transitions must be > 0, got {self.target_transitions}")
+        _check(self.subsample_seed >= 0, f"data.subsample_seed must be >= 0, got {self.subsample_seed}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,9 @@ class ValueStageConfig:
         _check(self.steps > 0 and self.batch_size > 0, "value.steps and value.batch_size must be > 0")
         _check(self.sql_alpha is None or self.sql_alpha > 0, "value.sql_alpha must be > 0")
         _check(0.0 < self.expectile < 1.0, "value.expectile must be in (0, 1)")
+        _positive("value", self, "lr", "hidden", "layers")
+        _fraction("value", self, "discount", open_high=True)
+        _fraction("value", self, "polyak", open_low=True)
 
 
 @dataclass(frozen=True)
@@ -181,8 +207,10 @@ class FilterConfig:
     otdf_constraint_weight: Optional[float] = None  # VAE term; None = 0.5 morph / 0.1 otherwise
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.tradeoff <= 1.0, f"filter.tradeoff (lambda) must be in [0, 1], got {self.tradeoff}")
-        _check(0.0 < self.keep_ratio <= 1.0, f"filter.keep_ratio (xi) must be in (0, 1], got {self.keep_ratio}")
+        check_tradeoff(self.tradeoff, "filter.tradeoff")
+        check_keep_ratio(self.keep_ratio, "filter.keep_ratio")   # against the batch size: dvdf.validation
+        _check(self.otdf_constraint_weight is None or self.otdf_constraint_weight >= 0,
+               f"filter.otdf_constraint_weight must be >= 0, got {self.otdf_constraint_weight}")
 
     @property
     def spec(self):
@@ -226,6 +254,9 @@ class IQLConfig:
     def __post_init__(self) -> None:
         _check(self.steps > 0 and self.batch_size > 0, "iql.steps and iql.batch_size must be > 0")
         _check(0.0 < self.expectile < 1.0, "iql.expectile must be in (0, 1)")
+        _positive("iql", self, "lr", "actor_lr", "beta", "exp_adv_max", "hidden", "layers")
+        _fraction("iql", self, "discount", open_high=True)
+        _fraction("iql", self, "polyak", open_low=True)
 
 
 @dataclass(frozen=True)
@@ -236,10 +267,16 @@ class EvalConfig:
     # Evaluate on a background thread while training goes on (a copy of the policy as of the
     # evaluation's step): each report then arrives one interval late, with the same numbers.
     overlap: bool = False
+    # Warn (and flag q_bound_exceeded in the metrics) when an interval's mean |Q| or |V| passes this.
+    # Healthy values stay below r_max / (1 - gamma): ~1,200 for the largest D4RL rewards (~12 per step,
+    # halfcheetah) at gamma 0.99; 1e6 is ~1000x that, far above any real run, far below float overflow.
+    q_bound: float = 1e6
 
     def __post_init__(self) -> None:
-        _check(self.every > 0 and self.episodes > 0, "eval.every and eval.episodes must be > 0")
-        _check(self.threads is None or self.threads > 0, "eval.threads must be > 0")
+        _check(self.every > 0, f"eval.every must be > 0, got {self.every}")
+        _check(self.episodes > 0, f"eval.episodes must be > 0, got {self.episodes}")
+        _check(self.threads is None or self.threads > 0, f"eval.threads must be > 0, got {self.threads}")
+        _check(self.q_bound > 0, f"eval.q_bound must be > 0, got {self.q_bound}")
 
 
 @dataclass(frozen=True)
@@ -257,6 +294,14 @@ class ExperimentConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     iql: IQLConfig = field(default_factory=IQLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check(_NAME.fullmatch(self.name) is not None,
+               f"name {self.name!r} must be letters, digits, '.', '_' or '-' (it names the output directory)")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.threads is None or self.threads > 0, f"threads must be > 0, got {self.threads}")
+        _check(bool(self.cache_dir.strip()), "cache_dir is empty")
+        _check(bool(self.data.data_dir.strip()), "data.data_dir is empty")
 
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)

@@ -37,6 +37,11 @@ FAILED = "failed"       # errored (a trial Ray marked as error, a run without re
 PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
 STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
 
+# ------------------------------------------------------------------------ checkpoints, divergence watch
+CHECKPOINT_FILE = "experiment_state.pt"   # one run's (or a batched run's) checkpoint, in its directory
+CHECKPOINT_MEMBERS_DIR = "members"        # a trial checkpoint's batched-seeds run (beside seed_<N>/)
+VALUE_BOUND_METRIC = "q_bound_exceeded"   # 1.0 when |Q| or |V| of an interval passed eval.q_bound
+
 # ------------------------------------------------------------------------- trial files and tables
 TRIAL_PARAMS = "params.json"        # Ray Tune: the trial's config, written when the trial starts
 TRIAL_RESULT = "result.json"        # Ray Tune: one JSON object per report of the trial

@@ -121,3 +121,46 @@ def valid_tradeoff(value: float) -> bool:
 def valid_keep_ratio(value: float) -> bool:
     """xi (``filter.keep_ratio``) lies in KEEP_RATIO_RANGE, 0 excluded."""
     return KEEP_RATIO_RANGE[0] < value <= KEEP_RATIO_RANGE[1]
+
+
+# OTDF's weight w of its behaviour-VAE term -w log beta(pi(s)|s), as the authors set it per shift.
+OTDF_CONSTRAINT_WEIGHT_MORPH = 0.5
+OTDF_CONSTRAINT_WEIGHT_OTHER = 0.1
+
+
+def behavior_constraint_weight(method: str, configured: Optional[float], families: set[str]) -> float:
+    """The constraint weight w a run of ``method`` uses (0 for methods without the constraint).
+
+    ``configured``: ``filter.otdf_constraint_weight`` (None = the paper's rule: 0.5 when a morphology
+    shift is involved, 0.1 otherwise); ``families``: the shift families of the source and target domains.
+    """
+    if not get_method(method).behavior_constraint:
+        return 0.0
+    if configured is not None:
+        return configured
+    return OTDF_CONSTRAINT_WEIGHT_MORPH if "morph" in families else OTDF_CONSTRAINT_WEIGHT_OTHER
+
+
+def smallest_keep_ratio(batch_size: int) -> float:
+    """The smallest xi that keeps a row of a source batch of ``batch_size``: floor(B xi) >= 1 iff xi >= 1/B."""
+    return 1.0 / batch_size
+
+
+def check_tradeoff(value: float, where: str) -> None:
+    """lambda in TRADEOFF_RANGE (both ends allowed: 0 = advantage only, 1 = dynamics only)."""
+    if not valid_tradeoff(value):
+        raise DvdfError(f"{where} (lambda) must be in {TRADEOFF_INTERVAL}, got {value}")
+
+
+def check_keep_ratio(value: float, where: str, batch_size: Optional[int] = None) -> None:
+    """xi in KEEP_RATIO_RANGE (0 excluded: it would keep nothing) and, given the source batch size B,
+    large enough that floor(B xi) keeps at least one row."""
+    if not valid_keep_ratio(value):
+        raise DvdfError(f"{where} (xi) must be in {KEEP_RATIO_INTERVAL}, got {value}")
+    if batch_size is not None:
+        from dvdf.filtering.select import keep_count
+
+        if keep_count(batch_size, value) < 1:
+            smallest = smallest_keep_ratio(batch_size)
+            raise DvdfError(f"{where} (xi) {value} keeps no row of a source batch of {batch_size} "
+                            f"(iql.batch_size); the smallest valid xi is 1/{batch_size} = {smallest:.6g}")

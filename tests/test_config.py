@@ -88,3 +88,77 @@ def test_method_properties():
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": 2}) == {"a.b": 1, "a.c.d": [1, 2], "e": 2}
+
+
+# Every field of an experiment with a bad value: one line 'error: ...', exit 2, nothing written.
+# {file} is an existing regular file, {ro} a path nothing can be written under (/proc).
+BAD_TRAIN_INPUTS = [
+    ("name=my run", "name 'my run' must be letters, digits"),
+    ("seed=-1", "seed must be >= 0, got -1"),
+    ("seed=abc", "'seed' must be a number, got 'abc'"),
+    ("device=tpu", "unknown device 'tpu'"),
+    ("cache_dir=", "cache_dir is empty"),
+    ("cache_dir={file}", "cache_dir: {file} is a file, not a directory"),
+    ("cache_dir={file}/cache", "cannot be created: {file} is a file"),
+    ("cache_dir={ro}/dvdf_cache", "is not writable"),
+    ("threads=0", "threads must be > 0, got 0"),
+    ("data.source_domain=hopper-wobbly", "hopper-wobbly"),
+    ("data.target_domain=walker2d", "different observation/action spaces"),
+    ("data.quality=great", "'data.quality' must be one of"),
+    ("data.source_path=/no/such.hdf5", "data.source_path: /no/such.hdf5: no such file"),
+    ("data.data_dir={file}", "data.data_dir: {file} is a file, not a directory"),
+    ("data.target_fraction=0", "data.target_fraction must be in (0, 1], got 0"),
+    ("data.target_fraction=1.5", "data.target_fraction must be in (0, 1], got 1.5"),
+    ("data.target_transitions=0", "data.target_transitions must be > 0"),
+    ("data.target_with_replacement=maybe", "must be true or false"),
+    ("data.subsample_seed=-3", "data.subsample_seed must be >= 0"),
+    ("data.collect.num_envs=0", "collect.num_envs must be > 0"),
+    ("data.collect=[1]", "'data.collect' must be a mapping"),
+    ("filter.method=cql", "'filter.method' must be one of"),
+    ("filter.tradeoff=1.7", "filter.tradeoff (lambda) must be in [0, 1], got 1.7"),
+    ("filter.tradeoff=-0.1", "filter.tradeoff (lambda) must be in [0, 1], got -0.1"),
+    ("filter.keep_ratio=0", "filter.keep_ratio (xi) must be in (0, 1], got 0"),
+    ("filter.keep_ratio=1.5", "filter.keep_ratio (xi) must be in (0, 1], got 1.5"),
+    ("filter.keep_ratio=0.005", "filter.keep_ratio (xi) 0.005 keeps no row of a source batch of 128 "
+                                "(iql.batch_size); the smallest valid xi is 1/128 = 0.0078125"),
+    ("filter.weight_rule=exp", "'filter.weight_rule' must be one of"),
+    ("filter.otdf_constraint_weight=-1", "filter.otdf_constraint_weight must be >= 0"),
+    ("value.steps=0", "value.steps and value.batch_size must be > 0"),
+    ("value.lr=0", "value.lr must be > 0"),
+    ("value.discount=1.2", "value.discount must be in [0, 1)"),
+    ("value.model=cql", "'value.model' must be one of"),
+    ("scorer.embed_dim=0", "scorer.embed_dim must be > 0"),
+    ("scorer.ot_reg=0", "scorer.ot_chunk and scorer.ot_reg must be > 0"),
+    ("iql.steps=0", "iql.steps and iql.batch_size must be > 0"),
+    ("iql.steps=1.5", "'iql.steps' must be an integer"),
+    ("iql.batch_size=-4", "iql.steps and iql.batch_size must be > 0"),
+    ("iql.lr=-1", "iql.lr must be > 0, got -1.0"),
+    ("iql.actor_lr=0", "iql.actor_lr must be > 0"),
+    ("iql.discount=1", "iql.discount must be in [0, 1), got 1.0"),
+    ("iql.polyak=0", "iql.polyak must be in (0, 1], got 0.0"),
+    ("iql.expectile=1", "iql.expectile must be in (0, 1)"),
+    ("iql.hidden=0", "iql.hidden must be > 0"),
+    ("iql.compile=true", "'iql.compile' must be one of 'off', 'losses', 'step'"),
+    ("eval.every=0", "eval.every must be > 0, got 0"),
+    ("eval.episodes=0", "eval.episodes must be > 0, got 0"),
+    ("eval.threads=0", "eval.threads must be > 0"),
+    ("eval.q_bound=0", "eval.q_bound must be > 0"),
+    ("eval.overlap=1", "'eval.overlap' must be true or false"),
+    ("iql.stpes=3", "unknown key 'iql.stpes'"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_TRAIN_INPUTS, ids=[o for o, _ in BAD_TRAIN_INPUTS])
+def test_every_bad_train_input_is_one_line_exit_2(override, message, tmp_path, capsys):
+    from dvdf.cli import main
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a directory\n")
+    fill = {"file": str(plain), "ro": "/proc"}
+    cfg = write(tmp_path, f"data:\n  data_dir: {tmp_path / 'data'}\ncache_dir: {tmp_path / 'cache'}\n")
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--set", override.format(**fill), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message.format(**fill) in err
+    assert not out.exists() and not (tmp_path / "cache").exists() and not (tmp_path / "data").exists()

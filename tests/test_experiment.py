@@ -1,6 +1,7 @@
 """run_experiment end to end on tiny real datasets: every method, caching, determinism, resume."""
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -80,6 +81,7 @@ def test_filter_diagnostics_per_provenance_label(tiny_data_dir, tmp_path):
     assert "filter/kept_dyn_score" in last and "filter/dropped_dyn_score" in last
     # the filter keeps the better-scored half: kept mean score >= dropped mean score
     assert last["filter/kept_dyn_score"] >= last["filter/dropped_dyn_score"]
+    assert last["q_bound_exceeded"] == 0.0        # a healthy run stays far below eval.q_bound
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
 
@@ -212,7 +214,49 @@ def test_train_cli_batched_seeds(tiny_data_dir, tmp_path):
     assert bad.returncode == 2 and "distinct seeds" in bad.stderr
 
 
+def test_train_cli_stops_a_diverging_run_with_one_line_exit_2(tiny_data_dir, tmp_path):
+    """lr = 1000 blows the update up within a few steps: the run stops at the next evaluation with
+    'error: run diverged at step N: <quantity>', exit 2, summary.json 'diverged', the last metrics
+    line flagged, and the checkpoint left is the last good evaluation's."""
+    import torch
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("name: tiny\n")
+    sets = sum((["--set", o] for o in tiny_experiment_overrides(tiny_data_dir, tmp_path / "cache", steps=20)), [])
+    out = tmp_path / "run"
+    done = run_cli("train", str(cfg), *sets, "--set", "iql.lr=1000", "--set", "iql.actor_lr=1000",
+                   "--set", "eval.every=1", "--set", "eval.episodes=1", "--out", str(out), "--no-progress")
+    assert done.returncode == 2, done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: run diverged at step (\d+): \S+ (state )?is (nan|inf)", last_line), last_line
+    step = int(re.search(r"step (\d+)", last_line).group(1))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_step"] == step
+    assert last_line.endswith(summary["diverged_quantity"]) and summary["final_normalized_score"] is None
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, step + 1))
+    assert lines[-1]["diverged"] == 1.0 and "diverged" not in lines[0]
+    assert step < 20                                   # it did not train on to the end
+    if step > 1:
+        state = torch.load(out / "checkpoint" / "experiment_state.pt", weights_only=False)
+        assert state["step"] == step - 1               # the last good evaluation's checkpoint stays
+    else:
+        assert not (out / "checkpoint").exists()
+
+
+def test_exploding_values_are_flagged_and_warned(tiny_data_dir, tmp_path, caplog):
+    config = config_for(tiny_data_dir, tmp_path / "cache", extra=["eval.q_bound=1e-3"])
+    with caplog.at_level("WARNING", logger="dvdf.divergence"):
+        reports = list(run_experiment(config))
+    assert [r.step for r in reports] == [100, 200] and reports[-1].done and reports[-1].diverged is None
+    assert all(r.metrics["q_bound_exceeded"] == 1.0 for r in reports)
+    warnings = [r.getMessage() for r in caplog.records if "above eval.q_bound" in r.getMessage()]
+    assert len(warnings) == 2 and warnings[0].startswith("warning: step 100")
+
+
 @pytest.mark.parametrize("override, message", [
+    ("filter.keep_ratio=0.005", "filter.keep_ratio (xi) 0.005 keeps no row of a source batch of 128 (iql.batch_size); "
+                                "the smallest valid xi is 1/128 = 0.0078125"),
     ("filter.tradeoff=1.7", "filter.tradeoff (lambda) must be in [0, 1], got 1.7"),
     ("data.source_domain=hopper-wobbly", "hopper-wobbly"),
     ("iql.compile=true", "'iql.compile' must be one of 'off', 'losses', 'step'"),

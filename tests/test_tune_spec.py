@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from dvdf.cli import main
 from dvdf.errors import DvdfError
 from dvdf.tune.prepare import check_datasets, required_datasets, stage_jobs
+from dvdf.schema import to_dict
 from dvdf.tune.spec import grid_points, load_sweep, searched_params, study_seed, sweep_from_dict, trial_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "tune_configs"
@@ -155,7 +157,8 @@ def test_study_seeds_come_from_the_name():
     ({"search": {"mode": "optuna"}}, r"num_samples"),
     ({"search": {"mode": "optuna", "num_samples": 4, "tradeoff_range": [0.8, 1.0]}},
      r"first_points\[0\]\.tradeoff' 0\.7 lies outside"),
-    ({"search": {"mode": "grid", "tradeoff": [0.5, 1.2], "keep_ratio": [0.5]}}, r"search\.tradeoff' tradeoff \(lambda\)"),
+    ({"search": {"mode": "grid", "tradeoff": [0.5, 1.2], "keep_ratio": [0.5]}},
+     r"search\.tradeoff\[1\] \(lambda\) must be in \[0, 1\], got 1\.2"),
     ({"search": {"mode": "grid", "tradeoff": [0.5]}}, r"search\.keep_ratio' must list"),
     ({"search": {"mode": "grid", "tradeoff": [0.5], "keep_ratio": [0.5], "num_samples": 3}},
      r"'search\.num_samples' is not used with mode: grid"),
@@ -225,3 +228,116 @@ def test_missing_datasets_become_collection_suites(tmp_path):
     made = {(name, q) for s in suites for name in s.domain_names() for q in s.qualities}
     assert made == {("hopper-kinematic", "medium"), ("walker2d", "expert")}
     assert missing_suites(sweep, []) == []
+
+
+# --- resume: the file against the stored sweep.yaml ----------------------------------------------
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_sweep_resumes_from_the_directory_it_was_started_in(name, tmp_path, monkeypatch):
+    """sweep.yaml holds resolved paths, the file relative ones: --resume compares both resolved."""
+    from dvdf.tune.runner import check_resumable, resolve_paths, stored_sweep_text
+    from dvdf.tune.storage import ExperimentDir
+
+    monkeypatch.chdir(tmp_path)
+    started = load_sweep(CONFIGS / f"{name}.yaml")
+    exp = ExperimentDir(str(tmp_path / "results" / name))
+    exp.write_text(stored_sweep_text(started), "sweep.yaml")
+    check_resumable(load_sweep(CONFIGS / f"{name}.yaml"), exp)          # the very same command
+    stored = yaml.safe_load((tmp_path / "results" / name / "sweep.yaml").read_text())
+    assert Path(stored["cache_dir"]).is_absolute() and Path(stored["base"]["data"]["data_dir"]).is_absolute()
+    # A sweep.yaml as the earlier runner wrote it (base resolved, the top-level paths as given) resumes too.
+    resolved = resolve_paths(started)
+    legacy = {"name": started.name, **to_dict(dataclasses.replace(resolved.spec, cache_dir=started.spec.cache_dir,
+                                                                 data_dir=started.spec.data_dir))}
+    exp.write_text(yaml.safe_dump(legacy, sort_keys=False), "sweep.yaml")
+    check_resumable(load_sweep(CONFIGS / f"{name}.yaml"), exp)
+
+
+def test_resume_still_refuses_a_sweep_with_other_paths(tmp_path, monkeypatch):
+    from dvdf.tune.runner import check_resumable, stored_sweep_text
+    from dvdf.tune.storage import ExperimentDir
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "relative.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "cache_dir": "cache", "data_dir": "data"}))
+    exp = ExperimentDir(str(tmp_path / "results" / "relative"))
+    exp.write_text(stored_sweep_text(load_sweep(path)), "sweep.yaml")
+    check_resumable(load_sweep(path), exp)
+    with pytest.raises(DvdfError, match=r"differs from the sweep being resumed .* in 'base\.data\.data_dir'"):
+        check_resumable(load_sweep(path, ["data_dir=other_data"]), exp)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)   # relative paths now name other directories
+    with pytest.raises(DvdfError, match=r"in 'base\.cache_dir'"):
+        check_resumable(load_sweep(path), exp)
+
+
+# --- bad values of sweep fields: one line, exit 2, nothing written ------------------------------
+BAD_SWEEP_FIELDS = [
+    ({"name": "a/b"}, "'name' 'a/b' must be letters"),
+    ({"groups": [{"robots": ["hopper"], "shifts": ["kinematic"], "qualities": ["medium"],
+                  "target": [{"fraction": 0.1, "transitions": 5}]}]}, "exactly one of 'fraction' or 'transitions'"),
+    ({"groups": [{"robots": ["hopper"], "shifts": ["kinematic"], "qualities": ["medium"],
+                  "target": [{"fraction": 0}]}]}, "target fraction must be in (0, 1], got 0"),
+    ({"groups": [{"robots": ["hopper"], "shifts": ["kinematic"], "qualities": ["medium"], "source": "both"}]},
+     "'groups[0].source' must be one of 'shifted', 'original'"),
+    ({"groups": "hopper"}, "'groups' must be a list"),
+    ({"methods": ["dvdf-igdf"], "method_params": {"dvdf-igdf": {"keep_ratio": 0.001}}},
+     "method_params.dvdf-igdf.keep_ratio (xi) 0.001 keeps no row of a source batch of 128"),
+    ({"search": {"mode": "optuna", "num_samples": 0}}, "'search.num_samples' (trials per study) must be >= 1"),
+    ({"search": {"mode": "optuna", "num_samples": 2, "keep_ratio_range": [0.005, 1.0],
+                 "first_points": []}},
+     "search.keep_ratio_range[0] (xi) 0.005 keeps no row of a source batch of 128 (iql.batch_size); "
+     "the smallest valid xi is 1/128 = 0.0078125"),
+    ({"search": {"mode": "optuna", "num_samples": 2, "keep_ratio_range": [0.6, 0.2]}}, "low <= high"),
+    ({"search": {"mode": "optuna", "num_samples": 2, "tradeoff_range": [0.1]}}, "low <= high, got [0.1]"),
+    ({"search": {"mode": "optuna", "num_samples": 2, "startup_trials": -1}}, "'search.startup_trials' must be >= 0"),
+    ({"search": {"mode": "optuna", "num_samples": 2, "first_points": [{"tradeoff": 2.0, "keep_ratio": 0.5}]}},
+     "search.first_points[0].tradeoff (lambda) must be in [0, 1], got 2.0"),
+    ({"search": {"mode": "grid", "tradeoff": [], "keep_ratio": [0.5]}}, "'search.tradeoff' must list at least one"),
+    ({"search": {"mode": "grid", "tradeoff": [0.5, 0.5], "keep_ratio": [0.5]}}, "lists a value twice"),
+    ({"search": {"mode": "grid", "tradeoff": [0.5], "keep_ratio": [0.005]}},
+     "search.keep_ratio[0] (xi) 0.005 keeps no row of a source batch of 128"),
+    ({"base": {"filter": {"keep_ratio": 0.004}}, "search": {"mode": "fixed"}},
+     "base.filter.keep_ratio (xi) 0.004 keeps no row"),
+    ({"seeds": [1, 1]}, "'seeds' lists a seed twice"),
+    ({"seeds": [-1]}, "'seeds' must be >= 0"),
+    ({"seeds": "100"}, "'seeds' must be a list"),
+    ({"batch_seeds": "yes"}, "'batch_seeds' must be true or false"),
+    ({"asha": {"reduction_factor": 1}}, "'asha.reduction_factor' must be > 1"),
+    ({"asha": {"grace_period": 3, "max_t": 2}}, "'asha.max_t' must be >= 'asha.grace_period'"),
+    ({"storage": ""}, "'storage' is empty"),
+    ({"cache_dir": " "}, "'cache_dir' is empty"),
+    ({"checkpoints_to_keep": 0}, "'checkpoints_to_keep' must be >= 1"),
+    ({"collect_missing": "maybe"}, "'collect_missing' must be true or false"),
+    ({"object_store_memory": 1000}, "Ray needs at least 78 MB"),
+    ({"base": {"eval": {"every": 0}}}, "eval.every must be > 0"),
+]
+
+
+@pytest.mark.parametrize("changes, message", BAD_SWEEP_FIELDS)
+def test_bad_sweep_fields_are_one_line(changes, message):
+    with pytest.raises(DvdfError) as info:
+        sweep_of(**changes)
+    assert str(info.value).startswith("test.yaml: ") and "\n" not in str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"cache_dir": "{file}"}, "cache_dir: {file} is a file, not a directory"),
+    ({"data_dir": "{file}"}, "data_dir: {file} is a file, not a directory"),
+    ({"storage": "{file}/results"}, "storage: {file}/results cannot be created: {file} is a file"),
+    ({"storage": "/proc/dvdf_results"}, "storage: /proc/dvdf_results is not writable"),
+    ({"cache_dir": "/proc/dvdf_cache"}, "cache_dir: /proc/dvdf_cache is not writable"),
+])
+def test_sweep_locations_are_checked_before_anything_starts(changes, message, tmp_path, capsys):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a file\n")
+    raw = {**MINIMAL, "storage": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache"),
+           "data_dir": str(tmp_path / "data")}
+    raw.update({k: v.format(file=plain) for k, v in changes.items()})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.format(file=plain) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "plain.txt"]   # nothing written

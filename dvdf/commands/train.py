@@ -6,7 +6,11 @@ Output directory layout::
     metrics.jsonl      one JSON line per evaluation
     tb/                TensorBoard events (losses, Q/V/advantage stats, score, filter diagnostics)
     checkpoint/        the latest checkpoint (``--resume`` continues from it bit-for-bit)
-    summary.json       final and best normalized score, steps, wall time
+    summary.json       status (finished | diverged), final and best normalized score, steps, wall time
+
+A run whose losses or state become non-finite stops at the next evaluation with one line
+``error: run diverged at step N: <quantity>`` and exit status 2; its last good checkpoint stays and
+summary.json says ``"status": "diverged"`` with the step and the quantity.
 
 With ``--seeds 100,200,300`` the seeds train as ONE batched model (one process, one batched
 gradient step for all of them; each member equals the single run of its seed up to float
@@ -35,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import math
     import sys
     import time
     from pathlib import Path
@@ -43,12 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from dvdf.atomic import atomic_write_text
     from dvdf.config import load_experiment_config
     from dvdf.errors import DvdfError
-    from dvdf.experiment import CHECKPOINT_FILE, run_experiment, validate_experiment
+    from dvdf.experiment import run_experiment
+    from dvdf.layout import (BEST_SCORE, CHECKPOINT_FILE, DIVERGED, FINISHED, RUN_CHECKPOINT_DIR, RUN_SUMMARY,
+                             SCORE)
+    from dvdf.validation import check_directory, validate_experiment
 
     config = load_experiment_config(args.config, args.overrides)
     validate_experiment(config)
     out = Path(args.out) if args.out else Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    checkpoint = out / "checkpoint"
+    check_directory(str(out), "--out")
+    checkpoint = out / RUN_CHECKPOINT_DIR
     if args.resume and not (checkpoint / CHECKPOINT_FILE).is_file():
         raise DvdfError(f"{out}: nothing to resume (no {checkpoint / CHECKPOINT_FILE})")
     if not args.resume and (checkpoint / CHECKPOINT_FILE).is_file():
@@ -60,16 +69,19 @@ def run(args: argparse.Namespace) -> int:
     last = None
     for report in run_experiment(config, resume=checkpoint if args.resume else None, out_dir=out,
                                  progress=not args.no_progress and sys.stderr.isatty(), seeds=args.seeds):
-        report.save(checkpoint)
         last = report
+        if report.diverged is not None:
+            break
+        report.save(checkpoint)
         if not sys.stderr.isatty() or args.no_progress:
-            print(f"step {report.step}: normalized score {report.metrics['normalized_score']:.2f}", file=sys.stderr)
+            print(f"step {report.step}: normalized score {report.metrics[SCORE]:.2f}", file=sys.stderr)
     if last is None:  # resumed a run that had already finished
         print(f"{out}: run already complete", file=sys.stderr)
         return 0
     summary = {
-        "final_normalized_score": last.metrics["normalized_score"],
-        "best_normalized_score": last.metrics["best_normalized_score"],
+        "status": FINISHED if last.diverged is None else DIVERGED,
+        "final_normalized_score": last.metrics[SCORE],
+        "best_normalized_score": last.metrics[BEST_SCORE],
         "steps": last.step,
         "wall_time_s": round(time.time() - started, 2),
         "method": config.filter.method,
@@ -80,21 +92,27 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.seeds is not None:
         del summary["seed"]
-        summary["seeds"] = {str(seed): {"final_normalized_score": m["normalized_score"],
-                                        "best_normalized_score": m["best_normalized_score"]}
+        summary["seeds"] = {str(seed): {"final_normalized_score": m[SCORE], "best_normalized_score": m[BEST_SCORE]}
                             for seed, m in last.members.items()}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    for key, value in list(summary.items()):   # a diverged run: nan score, no best yet -> null (valid JSON)
+        if isinstance(value, float) and not math.isfinite(value):
+            summary[key] = None
+    if last.diverged is not None:
+        summary.update(diverged_step=last.diverged.step, diverged_quantity=last.diverged.quantity)
+    atomic_write_text(out / RUN_SUMMARY, json.dumps(summary, indent=2) + "\n")
+    if last.diverged is not None:
+        raise DvdfError(last.diverged.message)
     print(json.dumps(summary))
     return 0
 
 
 def _filter_settings(config) -> str:
     """Only the filter parameters the method uses: lambda for dvdf-*, xi for every filtering method."""
-    method = config.filter
-    if not method.uses_source or method.method == "iql-mix":
+    method = config.filter.spec
+    if not method.selects:
         return ""
-    parts = [f"lambda={method.tradeoff}"] if method.uses_value else []
-    return ", " + " ".join(parts + [f"xi={method.keep_ratio}"])
+    parts = [f"lambda={config.filter.tradeoff}"] if method.uses_tradeoff else []
+    return ", " + " ".join(parts + [f"xi={config.filter.keep_ratio}"])
 
 
 def _seed_list(text: str) -> list[int]:

@@ -48,11 +48,13 @@ import yaml
 
 from dvdf import layout
 from dvdf.errors import DvdfError
+from dvdf.layout import DIVERGED, DIVERGED_METRIC, FAILED, FINISHED, SWEEP_FILE
 from dvdf.schema import to_dict
 from dvdf.tune import prepare as prep
-from dvdf.tune.results import SWEEP_FILE, StudyResult, collect, format_table, load_stored_sweep, write_tables
+from dvdf.tune.results import StudyResult, collect, format_table, load_stored_sweep, write_tables
 from dvdf.tune.spec import METRIC, Sweep
 from dvdf.tune.storage import ExperimentDir, is_uri, resolve_storage
+from dvdf.validation import check_directory
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +68,38 @@ class SweepOutcome:
     finished: int
     errored: int
     seconds: float
+    diverged: int = 0     # ended early on a non-finite loss or state: final, not retried
 
     @property
     def complete(self) -> bool:
-        return self.finished == self.total
+        return self.finished + self.diverged == self.total
 
 
 def resolve_paths(sweep: Sweep) -> Sweep:
-    """Absolute cache and data directories: trials run in their own working directories."""
+    """Absolute cache and data directories: trials run in their own working directories.
+
+    Relative paths are taken from the current directory. The top-level ``cache_dir`` / ``data_dir``
+    (which override base's when the file is loaded) get the same absolute values, so the sweep.yaml
+    written from the result loads back to the same paths from any directory. Idempotent.
+    """
     base = sweep.spec.base
-    data = dataclasses.replace(base.data, data_dir=resolve_storage(base.data.data_dir))
-    base = base.replace(cache_dir=resolve_storage(base.cache_dir), data=data)
-    if is_uri(base.cache_dir) or is_uri(data.data_dir):
+    if is_uri(base.cache_dir) or is_uri(base.data.data_dir):
         raise DvdfError(f"{sweep.source}: cache_dir and data_dir must be file system paths "
                         "(an NFS mount on a cluster), not URIs")
-    return dataclasses.replace(sweep, spec=dataclasses.replace(sweep.spec, base=base))
+    cache_dir, data_dir = resolve_storage(base.cache_dir), resolve_storage(base.data.data_dir)
+    base = base.replace(cache_dir=cache_dir, data=dataclasses.replace(base.data, data_dir=data_dir))
+    spec = dataclasses.replace(sweep.spec, base=base, cache_dir=cache_dir, data_dir=data_dir)
+    return dataclasses.replace(sweep, spec=spec)
+
+
+def check_locations(sweep: Sweep, location: str) -> None:
+    """Directories the sweep writes to must be (or become) directories we can write; checked before
+    anything is started or written."""
+    base = sweep.spec.base
+    check_directory(base.cache_dir, f"{sweep.source}: cache_dir")
+    check_directory(base.data.data_dir, f"{sweep.source}: data_dir", writable=sweep.spec.collect_missing)
+    if not is_uri(location):
+        check_directory(location.rsplit("/", 1)[0], f"{sweep.source}: storage")
 
 
 def experiment_location(sweep: Sweep, storage: Optional[str] = None) -> str:
@@ -98,10 +117,23 @@ def _first_difference(a, b, prefix: str = "") -> Optional[str]:
     return None if a == b else (prefix or "top level")
 
 
+def stored_sweep_text(sweep: Sweep) -> str:
+    """What sweep.yaml holds: the sweep as run (paths resolved by :func:`resolve_paths`)."""
+    return yaml.safe_dump({"name": sweep.name, **to_dict(resolve_paths(sweep).spec)}, sort_keys=False)
+
+
 def check_resumable(sweep: Sweep, exp: ExperimentDir) -> None:
+    """The file the user passes defines the same trials as the stored sweep.yaml.
+
+    Both sides are compared with their paths resolved the same way (:func:`resolve_paths`): a file
+    with relative cache_dir / data_dir resumes from the directory it was started in. (A sweep.yaml
+    written before the top-level paths were stored resolved holds them relative; they are resolved
+    from the current directory, as they were when it was written.)
+    """
     if not exp.exists(SWEEP_FILE):
         raise DvdfError(f"nothing to resume: {exp} holds no sweep (start it without --resume)")
-    stored = load_stored_sweep(exp)
+    stored = resolve_paths(load_stored_sweep(exp))
+    sweep = resolve_paths(sweep)
     stored_def = yaml.safe_load(yaml.safe_dump(stored.trial_defining()))
     current_def = yaml.safe_load(yaml.safe_dump(sweep.trial_defining()))
     differing = _first_difference(stored_def, current_def)
@@ -112,10 +144,20 @@ def check_resumable(sweep: Sweep, exp: ExperimentDir) -> None:
 
 
 def init_ray(sweep: Sweep, address: str, num_cpus: Optional[float], num_gpus: Optional[float]) -> None:
+    """Start (address 'local') or join a Ray instance, unless this process has one already.
+
+    A local instance gets a watcher (:mod:`dvdf.tune.reaper`) that ends its processes when this
+    driver dies, even by SIGKILL; it is started before ``ray.init``, so it knows which are Ray's.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    if address == "local":
+        from dvdf.tune.reaper import watch_driver
+
+        global _WATCHER
+        _WATCHER = watch_driver()
     kwargs = dict(address=address, include_dashboard=False, log_to_driver=True)
     if address == "local":
         # A plain ray.init() switches token auth on and writes ~/.ray/auth_token (RAY.md).
@@ -129,6 +171,9 @@ def init_ray(sweep: Sweep, address: str, num_cpus: Optional[float], num_gpus: Op
     elif num_cpus is not None or num_gpus is not None or sweep.spec.object_store_memory is not None:
         log.warning("--num-cpus/--num-gpus/object_store_memory apply to a local Ray instance only; ignored")
     ray.init(**kwargs)
+
+
+_WATCHER = None   # the reaper of the local Ray instance this process started (lives as long as we do)
 
 
 def check_resources(sweep: Sweep, address: str) -> None:
@@ -278,6 +323,7 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     started = time.perf_counter()
     sweep = resolve_paths(sweep)
     location = experiment_location(sweep, storage)
+    check_locations(sweep, location)
     exp = ExperimentDir(location)
     if resume:
         check_resumable(sweep, exp)
@@ -298,8 +344,7 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     echo(f"prepared {len(jobs)} (study, seed) stage set(s) in {time.perf_counter() - t0:.1f} s")
     if not resume:
         # Written only now: a sweep stopped during preparation leaves nothing that blocks a rerun.
-        stored = yaml.safe_dump({"name": sweep.name, **to_dict(sweep.spec)}, sort_keys=False)
-        exp.write_text(stored, SWEEP_FILE)
+        exp.write_text(stored_sweep_text(sweep), SWEEP_FILE)
     echo(f"experiment directory: {exp}")
     echo(f"TensorBoard (live): tensorboard --logdir {exp}")
     from dvdf.tune.searcher import dashboard_line
@@ -314,6 +359,6 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, address: str = "local", sto
     summaries = write_tables(location)
     records = collect(exp)
     return SweepOutcome(experiment_dir=location, summaries=summaries, table=format_table(summaries),
-                        total=sweep.num_trials, finished=sum(r.status == layout.FINISHED for r in records),
-                        errored=sum(r.status == layout.FAILED for r in records),
-                        seconds=time.perf_counter() - started)
+                        total=sweep.num_trials, finished=sum(r.status == FINISHED for r in records),
+                        errored=sum(r.status == FAILED for r in records),
+                        diverged=sum(r.status == DIVERGED for r in records), seconds=time.perf_counter() - started)

@@ -43,14 +43,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from dvdf.config import ExperimentConfig, FilterConfig, Method, Quality
+from dvdf.config import ExperimentConfig, Method, Quality
 from dvdf.errors import DvdfError
+from dvdf.methods import (KEEP_RATIO_INTERVAL, PAPER_KEEP_RATIO, PAPER_TRADEOFF, TRADEOFF_INTERVAL, check_keep_ratio,
+                          check_tradeoff, get_method, valid_keep_ratio, valid_tradeoff)
 from dvdf.schema import apply_overrides, from_dict, load_yaml, to_dict
 from dvdf.tune.trackers import Logger, MlflowSpec, WandbSpec
 
-PAPER_DEFAULT_TRADEOFF = 0.7   # lambda
-PAPER_DEFAULT_KEEP_RATIO = 0.5  # xi
+PAPER_DEFAULT_TRADEOFF = PAPER_TRADEOFF     # lambda (names kept for readers of this module)
+PAPER_DEFAULT_KEEP_RATIO = PAPER_KEEP_RATIO  # xi
 SEARCH_PARAMS = ("tradeoff", "keep_ratio")
+SYMBOLS = {"tradeoff": "lambda", "keep_ratio": "xi"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")   # a sweep's name names its experiment directory
 METRIC = "normalized_score"     # what a trial reports (mean over its seeds) and Optuna maximises
 
 
@@ -124,6 +128,9 @@ class SearchSpec:
     # file optuna.db in the experiment directory (see dvdf.tune.searcher)
     storage: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        _check_search(self)
+
 
 @dataclass(frozen=True)
 class ResourceSpec:
@@ -133,6 +140,14 @@ class ResourceSpec:
     gpu: float = 0.0
     max_concurrent: Optional[int] = None   # None: as many as the cluster's resources allow
 
+    def __post_init__(self) -> None:
+        if self.cpus <= 0:
+            raise DvdfError(f"'resources.cpus' must be > 0, got {self.cpus}")
+        if self.gpu < 0 or (self.gpu > 1 and self.gpu != int(self.gpu)):
+            raise DvdfError(f"'resources.gpu' must be a fraction in [0, 1] or a whole number, got {self.gpu}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise DvdfError(f"'resources.max_concurrent' must be >= 1, got {self.max_concurrent}")
+
 
 @dataclass(frozen=True)
 class AshaSpec:
@@ -141,6 +156,14 @@ class AshaSpec:
     grace_period: int = 1
     reduction_factor: float = 3.0
     max_t: Optional[int] = None            # evaluations; default: all of a trial's evaluations
+
+    def __post_init__(self) -> None:
+        if self.grace_period < 1:
+            raise DvdfError(f"'asha.grace_period' must be >= 1 evaluation, got {self.grace_period}")
+        if self.reduction_factor <= 1:
+            raise DvdfError(f"'asha.reduction_factor' must be > 1, got {self.reduction_factor}")
+        if self.max_t is not None and self.max_t < self.grace_period:
+            raise DvdfError("'asha.max_t' must be >= 'asha.grace_period'")
 
 
 @dataclass(frozen=True)
@@ -171,6 +194,33 @@ class SweepFile:
     loggers: tuple[Logger, ...] = ("tensorboard",)
     mlflow: MlflowSpec = field(default_factory=MlflowSpec)
     wandb: WandbSpec = field(default_factory=WandbSpec)
+
+    def __post_init__(self) -> None:
+        if self.name is not None and not _NAME.fullmatch(self.name):
+            raise DvdfError(f"'name' {self.name!r} must be letters, digits, '.', '_' or '-'")
+        if not self.methods:
+            raise DvdfError("'methods' is empty")
+        if len(set(self.methods)) != len(self.methods):
+            raise DvdfError(f"'methods' lists a method twice: {list(self.methods)}")
+        if not self.seeds:
+            raise DvdfError("'seeds' is empty: a trial needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise DvdfError(f"'seeds' lists a seed twice: {list(self.seeds)}")
+        if any(seed < 0 for seed in self.seeds):
+            raise DvdfError(f"'seeds' must be >= 0, got {list(self.seeds)}")
+        if self.max_failures < 0:
+            raise DvdfError(f"'max_failures' must be >= 0, got {self.max_failures}")
+        if self.checkpoints_to_keep < 1:
+            raise DvdfError(f"'checkpoints_to_keep' must be >= 1, got {self.checkpoints_to_keep}")
+        if self.object_store_memory is not None and self.object_store_memory < 78 * 1024 * 1024:
+            raise DvdfError(f"'object_store_memory' is in bytes and Ray needs at least 78 MB, "
+                            f"got {self.object_store_memory}")
+        for key in ("storage", "cache_dir", "data_dir"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise DvdfError(f"'{key}' is empty")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise DvdfError(f"'loggers' lists a logger twice: {list(self.loggers)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,13 +301,8 @@ def study_seed(name: str, salt: int = 0) -> int:
 
 def searched_params(method: str) -> tuple[str, ...]:
     """The filter parameters a method actually uses (lambda only with a value model)."""
-    filt = FilterConfig(method=method)
-    params = []
-    if filt.uses_value:
-        params.append("tradeoff")
-    if filt.dynamics_scorer is not None:
-        params.append("keep_ratio")
-    return tuple(params)
+    spec = get_method(method)
+    return tuple(p for p, used in (("tradeoff", spec.uses_tradeoff), ("keep_ratio", spec.selects)) if used)
 
 
 def experiment_config(base: ExperimentConfig, study: Study, seed: int, tradeoff: float,
@@ -296,7 +341,7 @@ def sweep_from_dict(raw: dict, source: str = "sweep", default_name: str = "sweep
     groups = expand_groups(spec, source, check_domains=check_domains)
     studies = tuple(_plan_study(spec, group, method, source) for group in groups for method in spec.methods)
     name = spec.name or default_name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+    if not _NAME.fullmatch(name):
         raise DvdfError(f"{source}: 'name' {name!r} must be letters, digits, '.', '_' or '-'")
     return Sweep(spec=spec, name=name, source=source, groups=groups, studies=studies)
 
@@ -363,54 +408,46 @@ def _plan_study(spec: SweepFile, group: Group, method: str, source: str) -> Stud
 
 
 def _validate_file(spec: SweepFile, source: str) -> None:
+    """Rules across sections (each section's own rules run when it is parsed: ``__post_init__``)."""
     def fail(message: str) -> None:
         raise DvdfError(f"{source}: {message}")
 
-    if not spec.methods:
-        fail("'methods' is empty")
     for role in ("source_path", "target_path"):
         if getattr(spec.base.data, role) is not None:
             fail(f"'base.data.{role}' cannot be used in a sweep (the groups choose the domains); "
                  "put the files in data_dir as <domain>-<quality>.hdf5")
-    if len(set(spec.methods)) != len(spec.methods):
-        fail(f"'methods' lists a method twice: {list(spec.methods)}")
     for method, params in spec.method_params.items():
         if method not in spec.methods:
             fail(f"'method_params.{method}' names a method that is not in 'methods' {list(spec.methods)}")
-        _check_point(params.tradeoff, params.keep_ratio, f"method_params.{method}", fail)
-    if not spec.seeds:
-        fail("'seeds' is empty: a trial needs at least one seed")
-    if len(set(spec.seeds)) != len(spec.seeds):
-        fail(f"'seeds' lists a seed twice: {list(spec.seeds)}")
-    _validate_search(spec.search, fail)
-    res = spec.resources
-    if res.cpus <= 0:
-        fail(f"'resources.cpus' must be > 0, got {res.cpus}")
-    if res.gpu < 0 or (res.gpu > 1 and res.gpu != int(res.gpu)):
-        fail(f"'resources.gpu' must be a fraction in [0, 1] or a whole number, got {res.gpu}")
-    if res.max_concurrent is not None and res.max_concurrent < 1:
-        fail(f"'resources.max_concurrent' must be >= 1, got {res.max_concurrent}")
-    if spec.asha is not None:
-        if spec.asha.grace_period < 1:
-            fail(f"'asha.grace_period' must be >= 1 evaluation, got {spec.asha.grace_period}")
-        if spec.asha.reduction_factor <= 1:
-            fail(f"'asha.reduction_factor' must be > 1, got {spec.asha.reduction_factor}")
-        if spec.asha.max_t is not None and spec.asha.max_t < spec.asha.grace_period:
-            fail("'asha.max_t' must be >= 'asha.grace_period'")
-    if spec.max_failures < 0:
-        fail(f"'max_failures' must be >= 0, got {spec.max_failures}")
-    if spec.checkpoints_to_keep < 1:
-        fail(f"'checkpoints_to_keep' must be >= 1, got {spec.checkpoints_to_keep}")
-    if spec.object_store_memory is not None and spec.object_store_memory < 78 * 1024 * 1024:
-        fail(f"'object_store_memory' is in bytes and Ray needs at least 78 MB, "
-             f"got {spec.object_store_memory}")
-    if not spec.storage:
-        fail("'storage' is empty")
-    if len(set(spec.loggers)) != len(spec.loggers):
-        fail(f"'loggers' lists a logger twice: {list(spec.loggers)}")
+        try:
+            for param, check in (("tradeoff", check_tradeoff), ("keep_ratio", check_keep_ratio)):
+                if getattr(params, param) is not None:
+                    check(getattr(params, param), f"method_params.{method}.{param}")
+        except DvdfError as exc:
+            fail(str(exc))
+    # Every xi a trial can get must keep at least one row of a source batch (floor(B xi) >= 1).
+    batch = spec.base.iql.batch_size
+    selecting = [m for m in spec.methods if get_method(m).selects]
+    candidates = [("base.filter.keep_ratio", spec.base.filter.keep_ratio)]
+    candidates += [(f"method_params.{m}.keep_ratio", p.keep_ratio) for m, p in spec.method_params.items()
+                   if m in selecting and p.keep_ratio is not None]
+    search = spec.search
+    if search.mode == "optuna":
+        candidates.append(("search.keep_ratio_range[0]", (search.keep_ratio_range or default_range("keep_ratio"))[0]))
+        candidates += [(f"search.first_points[{i}].keep_ratio", p.keep_ratio)
+                       for i, p in enumerate(first_points(search))]
+    elif search.mode == "grid":
+        candidates += [(f"search.keep_ratio[{i}]", v) for i, v in enumerate(search.keep_ratio)]
+    if selecting:
+        for where, value in candidates:
+            try:
+                check_keep_ratio(value, where, batch)
+            except DvdfError as exc:
+                fail(str(exc))
 
 
-def _validate_search(search: SearchSpec, fail) -> None:
+def _check_search(search: SearchSpec) -> None:
+    """SearchSpec's own rules: the fields of its mode only, valid ranges, values and first points."""
     allowed = {
         "optuna": {"num_samples", "tradeoff_range", "keep_ratio_range", "first_points", "startup_trials",
                    "storage"},
@@ -421,31 +458,28 @@ def _validate_search(search: SearchSpec, fail) -> None:
                    "tradeoff", "keep_ratio", "storage"}
     for name in sorted(mode_fields - allowed):
         if getattr(search, name) is not None:
-            fail(f"'search.{name}' is not used with mode: {search.mode}")
+            raise DvdfError(f"'search.{name}' is not used with mode: {search.mode}")
     if search.mode == "optuna":
         if search.num_samples is None or search.num_samples < 1:
-            fail(f"'search.num_samples' (trials per study) must be >= 1 with mode: optuna, "
-                 f"got {search.num_samples}")
+            raise DvdfError(f"'search.num_samples' (trials per study) must be >= 1 with mode: optuna, "
+                            f"got {search.num_samples}")
         # lambda may be exactly 0 (value only) or 1 (IGDF); xi = 0 would keep nothing.
-        bounds_of = {"tradeoff": (0.0, 1.0, False), "keep_ratio": (0.0, 1.0, True)}
-        for param, (low, high, lowest_open) in bounds_of.items():
+        for param, valid, interval in (("tradeoff", valid_tradeoff, TRADEOFF_INTERVAL),
+                                       ("keep_ratio", valid_keep_ratio, KEEP_RATIO_INTERVAL)):
             bounds = getattr(search, f"{param}_range")
             if bounds is None:
                 continue
-            symbol = "lambda" if param == "tradeoff" else "xi"
+            symbol = SYMBOLS[param]
             if len(bounds) != 2 or bounds[0] > bounds[1]:
-                fail(f"'search.{param}_range' ({symbol}) must be [low, high] with low <= high, "
-                     f"got {list(bounds)}")
-            if bounds[0] < low or bounds[1] > high or (lowest_open and bounds[0] <= low):
-                interval = "(0, 1]" if lowest_open else "[0, 1]"
-                fail(f"'search.{param}_range' ({symbol}) must lie in {interval}, got {list(bounds)}")
-        if search.storage is not None and not re.match(r"^[a-z][a-z0-9+]*://", search.storage):
-            fail(f"'search.storage' must be a database URL such as postgresql://user@host/db or "
-                 f"sqlite:////abs/path/optuna.db, got {search.storage!r}")
+                raise DvdfError(f"'search.{param}_range' ({symbol}) must be [low, high] with low <= high, "
+                                f"got {list(bounds)}")
+            if not (valid(bounds[0]) and valid(bounds[1])):
+                raise DvdfError(f"'search.{param}_range' ({symbol}) must lie in {interval}, got {list(bounds)}")
         if search.startup_trials is not None and search.startup_trials < 0:
-            fail(f"'search.startup_trials' must be >= 0, got {search.startup_trials}")
+            raise DvdfError(f"'search.startup_trials' must be >= 0, got {search.startup_trials}")
         for i, point in enumerate(first_points(search)):
-            _check_point(point.tradeoff, point.keep_ratio, f"search.first_points[{i}]", fail)
+            check_tradeoff(point.tradeoff, f"search.first_points[{i}].tradeoff")
+            check_keep_ratio(point.keep_ratio, f"search.first_points[{i}].keep_ratio")
             for param in SEARCH_PARAMS:
                 bounds = getattr(search, f"{param}_range") or default_range(param)
                 value = getattr(point, param)
@@ -453,26 +487,20 @@ def _validate_search(search: SearchSpec, fail) -> None:
                     default = "" if search.first_points is not None else (
                         " (the paper default, tried first; set search.first_points to [] or to points "
                         "inside the ranges)")
-                    fail(f"'search.first_points[{i}].{param}' {value} lies outside "
-                         f"search.{param}_range {list(bounds)}{default}")
+                    raise DvdfError(f"'search.first_points[{i}].{param}' {value} lies outside "
+                                    f"search.{param}_range {list(bounds)}{default}")
     elif search.mode == "grid":
-        for param in SEARCH_PARAMS:
+        for param, check in (("tradeoff", check_tradeoff), ("keep_ratio", check_keep_ratio)):
             values = getattr(search, param)
             if not values:
-                fail(f"'search.{param}' must list at least one value with mode: grid")
+                raise DvdfError(f"'search.{param}' must list at least one value with mode: grid")
             if len(set(values)) != len(values):
-                fail(f"'search.{param}' lists a value twice: {list(values)}")
-        for tradeoff in search.tradeoff:
-            _check_point(tradeoff, None, "search.tradeoff", fail)
-        for keep_ratio in search.keep_ratio:
-            _check_point(None, keep_ratio, "search.keep_ratio", fail)
-
-
-def _check_point(tradeoff: Optional[float], keep_ratio: Optional[float], where: str, fail) -> None:
-    if tradeoff is not None and not 0.0 <= tradeoff <= 1.0:
-        fail(f"'{where}' tradeoff (lambda) must be in [0, 1], got {tradeoff}")
-    if keep_ratio is not None and not 0.0 < keep_ratio <= 1.0:
-        fail(f"'{where}' keep_ratio (xi) must be in (0, 1], got {keep_ratio}")
+                raise DvdfError(f"'search.{param}' lists a value twice: {list(values)}")
+            for i, value in enumerate(values):
+                check(value, f"search.{param}[{i}]")
+    if search.storage is not None and not re.match(r"^[a-z][a-z0-9+]*://", search.storage):
+        raise DvdfError(f"'search.storage' must be a database URL such as postgresql://user@host/db or "
+                        f"sqlite:////abs/path/optuna.db, got {search.storage!r}")
 
 
 def default_range(param: str) -> tuple[float, float]:

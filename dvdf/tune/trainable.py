@@ -15,6 +15,10 @@ storage (``SyncConfig(sync_artifacts=True)``), so they survive on a multi-node c
 of each metrics.jsonl travels in the checkpoint: a trial restarted on another node (an empty
 working directory) puts it back before continuing, so the upload does not replace the full
 history with the part written after the restart.
+
+Divergence: when a seed run diverges (a non-finite loss or state, see :mod:`dvdf.divergence`) the
+trial reports once more, with ``diverged: 1.0``, a nan score and no checkpoint (the last good one
+stays), and then ends normally - Ray does not retry it: a deterministic divergence would repeat.
 """
 
 from __future__ import annotations
@@ -29,25 +33,21 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from ray import tune
 
+from dvdf.layout import CHECKPOINT_MEMBERS_DIR as BATCHED_DIR
+from dvdf.layout import DIVERGED_METRIC, FINISHED_METRIC, RUN_METRICS
+from dvdf.layout import member_dir as seed_dir
 from dvdf.tune.spec import Sweep
 
-ReportFn = Callable[[dict, Path], None]
-"""(metrics, checkpoint directory) -> None; the default hands both to ``tune.report``."""
+ReportFn = Callable[[dict, Optional[Path]], None]
+"""(metrics, checkpoint directory or None) -> None; the default hands both to ``tune.report``."""
 
-FINISHED = "finished"   # metric: 1.0 on the report after which every seed run is done
-RUN_METRICS = "metrics.jsonl"  # written by run_experiment into its out_dir
-
-
-BATCHED_DIR = "members"        # checkpoint subdirectory of a batched-seeds run
+FINISHED = FINISHED_METRIC   # 1.0 on the report after which every seed run is done
 
 
-def seed_dir(seed: int) -> str:
-    """A seed's files under the trial directory (as a batched run lays out its members)."""
-    from dvdf.experiment import member_dir
-    return member_dir(seed)
-
-
-def tune_report(metrics: dict, checkpoint_dir: Path) -> None:
+def tune_report(metrics: dict, checkpoint_dir: Optional[Path]) -> None:
+    if checkpoint_dir is None:   # a diverged run's last report: the last good checkpoint stays
+        tune.report(metrics)
+        return
     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
 
@@ -88,6 +88,9 @@ def train_trial(config: dict, *, sweep: Sweep, report: Optional[ReportFn] = None
                                          out_dir=workdir / seed_dir(seed)) for seed, cfg in configs.items()}
             rounds = ({seed_dir(s): r for s, r in reports.items()} for reports in lockstep(runs))
         for reports in rounds:   # checkpoint subdirectory -> EvalReport
+            if any(_diverged(r) for r in reports.values()):
+                report(combine_reports(reports.values()), None)
+                return
             with tempfile.TemporaryDirectory(prefix="dvdf-ckpt-") as tmp:
                 for name, run_report in reports.items():
                     run_report.save(Path(tmp) / name)
@@ -132,9 +135,17 @@ def lockstep(runs: dict[int, Iterator]) -> Iterator[dict]:
 def combine_reports(reports: Iterable) -> dict[str, float]:
     """One trial result from the EvalReports of one evaluation round (every seed's metrics, from
     lockstep runs or one batched run): :func:`dvdf.experiment.combine_member_metrics` plus
-    ``finished`` = 1.0 once every seed run is done."""
+    ``finished`` = 1.0 once every seed run is done and ``diverged`` = 1.0 if any seed run diverged
+    (then ``finished`` is 0.0: the trial stopped early)."""
     from dvdf.experiment import combine_member_metrics
     reports = list(reports)
     metrics = combine_member_metrics({seed: m for r in reports for seed, m in r.members.items()})
-    metrics[FINISHED] = float(all(r.done for r in reports))
+    diverged = any(_diverged(r) for r in reports)
+    metrics[DIVERGED_METRIC] = float(diverged)
+    metrics[FINISHED] = float(all(r.done for r in reports) and not diverged)
     return metrics
+
+
+def _diverged(report) -> bool:
+    """Whether a run's report is its diverged last one (reports without the field never are)."""
+    return getattr(report, "diverged", None) is not None
