@@ -140,7 +140,8 @@ class ContrastiveConfig:
         _check(self.steps > 0, f"scorer.contrastive.steps must be > 0, got {self.steps}")
         _check(self.batch_size > 1, f"scorer.contrastive.batch_size must be > 1, got {self.batch_size}")
         _check(self.lr > 0, f"scorer.contrastive.lr must be > 0, got {self.lr}")
-        _check(self.embed_dim > 0 and self.hidden > 0, "scorer.contrastive.embed_dim and hidden must be > 0")
+        _check(self.embed_dim > 0, f"scorer.contrastive.embed_dim must be > 0, got {self.embed_dim}")
+        _check(self.hidden > 0, f"scorer.contrastive.hidden must be > 0, got {self.hidden}")
 
 
 @dataclass(frozen=True)
