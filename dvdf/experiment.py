@@ -113,7 +113,7 @@ def validate_experiment(config: ExperimentConfig) -> None:
         if path is not None and not Path(path).expanduser().is_file():
             raise DvdfError(f"data.{key}: {path}: no such file")
     device = resolve_device(config.device)
-    if config.iql.compile != "off" and device.type == "cpu" and not _cpp_compiler():
+    if config.iql.compile not in ("off", "auto") and device.type == "cpu" and not _cpp_compiler():
         raise DvdfError("iql.compile: torch.compile on CPU needs a C++ compiler (g++ or clang++; set CXX), "
                         "none found; install one or set iql.compile: off")
 

@@ -145,7 +145,8 @@ def build_stages(config: ExperimentConfig, data: ExperimentData, device: torch.d
                   "value": {k: v for k, v in to_dict(config.value).items() if k != "model"}}
 
         def build_value(directory: Path) -> None:
-            from dvdf.algos import fit_value_model, source_advantages
+            from dvdf.algos import fit_value_model
+            from dvdf.filtering import source_advantages
             src, _ = tensors()
             learner = fit_value_model(src, dataclasses.replace(config.value, model=kind), robot=robot,
                                       seed=config.seed, device=device, progress=progress)
