@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dvdf.algos.filtered_iql import FilteredIQL
-from dvdf.algos.optim import adam_step_, make_adam
+from dvdf.algos.optim import adam_bias_corrections, adam_step_, make_adam
 from dvdf.algos.whole_step import WholeStep
 from dvdf.config import FilterConfig, IQLConfig
 from dvdf.data import TransitionBuffer
@@ -159,8 +159,9 @@ def test_adam_step_is_torch_adam():
             p.grad = g
         reference.param_groups[0]["lr"] = lr
         reference.step()
-        adam_step_(mine, grads, exp_avgs, exp_avg_sqs, torch.tensor(step + 1.0, dtype=torch.float64),
-                   torch.tensor(lr, dtype=torch.float64), 0.9, 0.999, 1e-8)
+        bias1, bias2_sqrt = adam_bias_corrections(torch.tensor(step + 1))
+        adam_step_(mine, grads, exp_avgs, exp_avg_sqs, torch.tensor(lr, dtype=torch.float64), bias1, bias2_sqrt,
+                   0.9, 0.999, 1e-8)
     for a, b in zip(params, mine):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
     for p, m, v in zip(params, exp_avgs, exp_avg_sqs):

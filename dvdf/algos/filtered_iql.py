@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from dvdf.algos.compile_mode import resolve_compile_mode
-from dvdf.algos.iql_step import TRAINED, Batch, IQLState, IQLStep, cosine_factor
+from dvdf.algos.iql_step import TRAINED, Batch, IQLState, IQLStep, cosine_factor, step_schedule
 from dvdf.config import FilterConfig, IQLConfig
 from dvdf.errors import DvdfError
 from dvdf.nets import BehaviorVAE, TanhGaussianPolicy, TwinQ, ValueNet, seeded_generators
@@ -82,7 +82,8 @@ class FilteredIQL:
             params=params, q_target=dict(self.q_target.named_parameters()),
             exp_avg={net: {n: torch.zeros_like(p) for n, p in ps.items()} for net, ps in params.items()},
             exp_avg_sq={net: {n: torch.zeros_like(p) for n, p in ps.items()} for net, ps in params.items()},
-            step=torch.zeros((), dtype=torch.int64, device=self.device))
+            step=torch.zeros((), dtype=torch.int64, device=self.device),
+            schedule=step_schedule(torch.zeros((), dtype=torch.int64, device=self.device), iql_cfg))
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seeds[0])
         self.step = 0                      # host copy of state.step (no device read needed)
         # "auto" becomes "step" or "off" here (dvdf.algos.compile_mode); the reason goes in the run header.
@@ -181,6 +182,7 @@ class FilteredIQL:
         self.noise_generator.set_state(state["noise_generator"])
         self.step = int(state["step"])
         self.state.step.fill_(self.step)
+        self.state.schedule.copy_(step_schedule(self.state.step, self.cfg))
 
 
 def _adam_moments_v2(state: dict, mine: IQLState) -> tuple[dict, dict]:

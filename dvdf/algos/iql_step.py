@@ -29,7 +29,8 @@ One step (docs/METHOD.md), from a source batch of B and a target batch:
    authors' sequence exactly (Adam is per element).
 
 The actor's learning rate is cosine-annealed, ``actor_lr * 0.5 (1 + cos(pi t / T))`` at step t of
-T = ``iql.steps``, computed from the step tensor inside the step (no scheduler, no host value).
+T = ``iql.steps``, computed from the step tensor inside the step (no scheduler, no host value):
+each step writes the next step's learning rate and Adam bias corrections into ``state.schedule``.
 Nothing in the step reads a tensor on the host or branches on a tensor value; the kept count is a
 Python int from the config, so every step has the same shapes.
 
@@ -48,7 +49,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
 from dvdf.algos.iql import awr_actor_loss, expectile_value_loss, polyak_update, td_target, weighted_td_loss
-from dvdf.algos.optim import ADAM_BETAS, ADAM_EPS, adam_step_
+from dvdf.algos.optim import ADAM_BETAS, ADAM_EPS, adam_bias_corrections, adam_step_
 from dvdf.algos.vae import behavior_log_prob_penalty
 from dvdf.config import FilterConfig, IQLConfig
 from dvdf.filtering.select import (combined_score, keep_count, kept_mask, ot_normalize, source_weights,
@@ -66,25 +67,35 @@ class IQLState:
     """Every tensor one update changes. ``params[net]``, ``exp_avg[net]`` and ``exp_avg_sq[net]``
     map parameter names of net 'q', 'v' or 'policy' to tensors; ``params`` holds the networks' own
     parameters (updated in place, so a module call sees the current values); ``q_target`` the
-    Polyak target critic's; ``step`` the updates done (0-dim int64 on the device)."""
+    Polyak target critic's; ``step`` the updates done (0-dim int64 on the device); ``schedule`` the
+    coefficients of the next update, :func:`step_schedule` of ``step`` (a function of it, kept so
+    that a compiled step computes them once per step, not once per parameter element)."""
 
     params: dict[str, dict[str, Tensor]]
     q_target: dict[str, Tensor]
     exp_avg: dict[str, dict[str, Tensor]]
     exp_avg_sq: dict[str, dict[str, Tensor]]
     step: Tensor
+    schedule: Tensor
 
     def tensors(self) -> list[Tensor]:
         """Every state tensor (CUDA-graph replay needs them at fixed addresses)."""
         nested = (self.params, self.exp_avg, self.exp_avg_sq)
         return [t for tree in nested for net in tree.values() for t in net.values()] + [
-            *self.q_target.values(), self.step]
+            *self.q_target.values(), self.step, self.schedule]
 
 
 def cosine_factor(step: Tensor, total_steps: int) -> Tensor:
     """0.5 (1 + cos(pi min(t, T) / T)) in float64: the actor's learning-rate factor at step t."""
     t = step.to(torch.float64).clamp(max=total_steps)
     return 0.5 * (1.0 + torch.cos(t * (math.pi / total_steps)))
+
+
+def step_schedule(step: Tensor, cfg: IQLConfig) -> Tensor:
+    """float64 ``[actor learning rate, 1 - beta1^t, sqrt(1 - beta2^t)]`` of the update after
+    ``step`` updates (Adam's step number t = step + 1); the critics' rate is ``cfg.lr`` throughout."""
+    bias1, bias2_sqrt = adam_bias_corrections(step + 1)
+    return torch.stack([cfg.actor_lr * cosine_factor(step, cfg.steps), bias1, bias2_sqrt])
 
 
 def _take(batch: Batch, index: Tensor) -> Batch:
@@ -233,9 +244,9 @@ class IQLStep:
         (scalars for one agent). ``noise``: OTDF's VAE latent noise, one row per batch row."""
         cfg = self.cfg
         batch, weight, info = self._select(source, target)
-        with torch.no_grad():
-            t = state.step.to(torch.float64) + 1.0                    # Adam's step number
-            lr = {"q": cfg.lr, "v": cfg.lr, "policy": cfg.actor_lr * cosine_factor(state.step, cfg.steps)}
+        actor_lr, bias1, bias2_sqrt = state.schedule.unbind()
+        lr = {"q": cfg.lr, "v": cfg.lr, "policy": actor_lr}
+        t = (bias1, bias2_sqrt)
         if self.authors_order:
             grads, loss_info = self._grads(self._losses_before, ("v", "policy"), state, batch, weight, noise, None)
             self._adam(state, grads, lr, t)                            # (b) V, and (e)'s actor step
@@ -252,14 +263,15 @@ class IQLStep:
         with torch.no_grad():
             polyak_update(state.q_target.values(), state.params["q"].values(), cfg.polyak)   # (d)
             state.step.add_(1)
+            state.schedule.copy_(step_schedule(state.step, cfg))
         info.update(loss_info)
         return state, info
 
     @staticmethod
     @torch.no_grad()
-    def _adam(state: IQLState, grads: dict[str, dict[str, Tensor]], lr: dict, t: Tensor) -> None:
+    def _adam(state: IQLState, grads: dict[str, dict[str, Tensor]], lr: dict, t: tuple[Tensor, Tensor]) -> None:
         for net, net_grads in grads.items():
             names = list(net_grads)
             adam_step_([state.params[net][n] for n in names], [net_grads[n] for n in names],
                        [state.exp_avg[net][n] for n in names], [state.exp_avg_sq[net][n] for n in names],
-                       t, lr[net], *ADAM_BETAS, ADAM_EPS)
+                       lr[net], *t, *ADAM_BETAS, ADAM_EPS)

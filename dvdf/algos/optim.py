@@ -27,20 +27,21 @@ def make_adam(params: Union[Iterable[torch.nn.Parameter], Iterable[dict]], lr: f
 
 
 def adam_step_(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-               t: Tensor, lr: Union[float, Tensor], beta1: float = ADAM_BETAS[0], beta2: float = ADAM_BETAS[1],
-               eps: float = ADAM_EPS) -> None:
-    """One Adam update in place at step number ``t`` (1 for the first), torch.optim.Adam's formula
-    without weight decay:
+               lr: Union[float, Tensor], bias_correction1: Tensor, bias_correction2_sqrt: Tensor,
+               beta1: float = ADAM_BETAS[0], beta2: float = ADAM_BETAS[1], eps: float = ADAM_EPS) -> None:
+    """One Adam update in place, torch.optim.Adam's formula without weight decay, at step t:
 
         m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
         p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    ``t`` is a 0-dim float64 tensor and ``lr`` a float or a 0-dim tensor, so neither a step count
-    nor a schedule is a Python constant of a compiled graph or a captured CUDA graph. Bias
-    corrections in float64, as torch's fused kernel computes them.
+    ``bias_correction1`` = 1 - beta1^t and ``bias_correction2_sqrt`` = sqrt(1 - beta2^t) are 0-dim
+    float64 tensors (:func:`adam_bias_corrections`) and ``lr`` a float or such a tensor: no step
+    count or schedule is a Python constant of a compiled graph or a captured CUDA graph, and a
+    compiled graph reads them as values instead of recomputing pow(beta, t) for every element.
+    Step size in float64, as torch's fused kernel computes it.
     """
-    step_size = (lr / (1.0 - beta1 ** t)).to(params[0].dtype)
-    bias2_sqrt = (1.0 - beta2 ** t).sqrt().to(params[0].dtype)
+    step_size = (lr / bias_correction1).to(params[0].dtype)
+    bias2_sqrt = bias_correction2_sqrt.to(params[0].dtype)
     torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
@@ -50,3 +51,10 @@ def adam_step_(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     update = torch._foreach_div(exp_avgs, denom)
     torch._foreach_mul_(update, step_size)
     torch._foreach_sub_(params, update)
+
+
+def adam_bias_corrections(t: Tensor, beta1: float = ADAM_BETAS[0], beta2: float = ADAM_BETAS[1]
+                          ) -> tuple[Tensor, Tensor]:
+    """(1 - beta1^t, sqrt(1 - beta2^t)) in float64 for step number ``t`` (1 for the first step)."""
+    t = t.to(torch.float64)
+    return 1.0 - beta1 ** t, (1.0 - beta2 ** t).sqrt()
