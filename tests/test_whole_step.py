@@ -154,6 +154,10 @@ def test_adam_step_is_torch_adam():
     mine = [p.detach().clone() for p in params]
     exp_avgs, exp_avg_sqs = [torch.zeros_like(p) for p in mine], [torch.zeros_like(p) for p in mine]
     reference = make_adam(params, 1e-2)
+    # The formula as a compiled graph runs it (eagerly, adam_step_ is torch's fused kernel).
+    traced, traced_avgs, traced_avg_sqs = ([torch.zeros_like(p) if i else p.detach().clone() for p in params]
+                                           for i in range(3))
+    traced_adam = torch.compile(adam_step_, backend="aot_eager", fullgraph=True)
     for step in range(20):
         lr = 1e-2 * (1 - step / 20)
         grads = [torch.randn(p.shape, generator=gen) for p in params]
@@ -161,11 +165,14 @@ def test_adam_step_is_torch_adam():
             p.grad = g
         reference.param_groups[0]["lr"] = lr
         reference.step()
-        bias1, bias2_sqrt = adam_bias_corrections(torch.tensor(step + 1))
-        adam_step_(mine, grads, exp_avgs, exp_avg_sqs, torch.tensor(lr, dtype=torch.float64), bias1, bias2_sqrt,
-                   0.9, 0.999, 1e-8)
-    for a, b in zip(params, mine):
+        t = torch.tensor(step + 1.0)
+        adam_step_(mine, grads, exp_avgs, exp_avg_sqs, torch.tensor(lr, dtype=torch.float64), t,
+                   *adam_bias_corrections(t), 0.9, 0.999, 1e-8)
+        traced_adam(traced, grads, traced_avgs, traced_avg_sqs, torch.tensor(lr, dtype=torch.float64), t,
+                    *adam_bias_corrections(t))
+    for a, b, c in zip(params, mine, traced):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(c, a, rtol=1e-6, atol=1e-7)
     for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
         torch.testing.assert_close(m, reference.state[p]["exp_avg"], rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(v, reference.state[p]["exp_avg_sq"], rtol=1e-6, atol=1e-7)

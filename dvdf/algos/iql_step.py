@@ -246,7 +246,7 @@ class IQLStep:
         batch, weight, info = self._select(source, target)
         actor_lr, bias1, bias2_sqrt = state.schedule.unbind()
         lr = {"q": cfg.lr, "v": cfg.lr, "policy": actor_lr}
-        t = (bias1, bias2_sqrt)
+        t = ((state.step + 1).to(torch.float32), bias1, bias2_sqrt)         # Adam's step number t
         if self.authors_order:
             grads, loss_info = self._grads(self._losses_before, ("v", "policy"), state, batch, weight, noise, None)
             self._adam(state, grads, lr, t)                            # (b) V, and (e)'s actor step
@@ -269,7 +269,8 @@ class IQLStep:
 
     @staticmethod
     @torch.no_grad()
-    def _adam(state: IQLState, grads: dict[str, dict[str, Tensor]], lr: dict, t: tuple[Tensor, Tensor]) -> None:
+    def _adam(state: IQLState, grads: dict[str, dict[str, Tensor]], lr: dict, t: tuple[Tensor, Tensor, Tensor]
+              ) -> None:
         for net, net_grads in grads.items():
             names = list(net_grads)
             adam_step_([state.params[net][n] for n in names], [net_grads[n] for n in names],

@@ -27,19 +27,26 @@ def make_adam(params: Union[Iterable[torch.nn.Parameter], Iterable[dict]], lr: f
 
 
 def adam_step_(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-               lr: Union[float, Tensor], bias_correction1: Tensor, bias_correction2_sqrt: Tensor,
+               lr: Union[float, Tensor], t: Tensor, bias_correction1: Tensor, bias_correction2_sqrt: Tensor,
                beta1: float = ADAM_BETAS[0], beta2: float = ADAM_BETAS[1], eps: float = ADAM_EPS) -> None:
-    """One Adam update in place, torch.optim.Adam's formula without weight decay, at step t:
+    """One Adam update in place, torch.optim.Adam's formula without weight decay, at step ``t``
+    (1 for the first):
 
         m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
         p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    ``bias_correction1`` = 1 - beta1^t and ``bias_correction2_sqrt`` = sqrt(1 - beta2^t) are 0-dim
-    float64 tensors (:func:`adam_bias_corrections`) and ``lr`` a float or such a tensor: no step
-    count or schedule is a Python constant of a compiled graph or a captured CUDA graph, and a
-    compiled graph reads them as values instead of recomputing pow(beta, t) for every element.
-    Step size in float64, as torch's fused kernel computes it.
+    ``t`` (0-dim float32), ``bias_correction1`` = 1 - beta1^t and ``bias_correction2_sqrt`` =
+    sqrt(1 - beta2^t) (0-dim float64, :func:`adam_bias_corrections`) and ``lr`` (a float or a 0-dim
+    float64 tensor) are tensors, so no step count or schedule is a Python constant of a compiled
+    graph or a captured CUDA graph. Run eagerly, this is torch's own fused kernel (one call for all
+    tensors; it reads ``t``); traced by ``torch.compile``, the same formula as foreach ops that
+    inductor fuses, reading the bias corrections as values instead of recomputing pow(beta, t) for
+    every element. Step size in float64 either way, as torch's fused kernel computes it.
     """
+    if not torch.compiler.is_compiling() and params[0].device.type in _FUSED_DEVICES:
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [t] * len(params), lr=lr, beta1=beta1,
+                           beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+        return
     step_size = (lr / bias_correction1).to(params[0].dtype)
     bias2_sqrt = bias_correction2_sqrt.to(params[0].dtype)
     torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
@@ -51,6 +58,9 @@ def adam_step_(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     update = torch._foreach_div(exp_avgs, denom)
     torch._foreach_mul_(update, step_size)
     torch._foreach_sub_(params, update)
+
+
+_FUSED_DEVICES = ("cpu", "cuda")   # where torch has a fused Adam kernel
 
 
 def adam_bias_corrections(t: Tensor, beta1: float = ADAM_BETAS[0], beta2: float = ADAM_BETAS[1]
