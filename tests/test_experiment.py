@@ -253,7 +253,8 @@ def test_bench_timer_keeps_each_steps_fastest_round_and_interleaves_rounds():
 
     now = [0.0]
     calls: list[str] = []
-    costs = {"a": iter([9.0] * 2 + [0.02] * 4 + [0.01] * 4), "b": iter([9.0] * 2 + [0.05] * 8)}
+    costs = {"a": iter([9.0] * 2 + [0.02] * 4 + [0.01] * 4 + [0.03] * 4),
+             "b": iter([9.0] * 2 + [0.05] * 4 + [0.04] * 4 + [0.05] * 4)}
 
     def step(name):
         def run():
@@ -261,10 +262,10 @@ def test_bench_timer_keeps_each_steps_fastest_round_and_interleaves_rounds():
             now[0] += next(costs[name])
         return run
 
-    rates = _time_steps({"a": step("a"), "b": step("b")}, steps=4, warmup=2, repeats=2, sync=lambda: None,
+    rates = _time_steps({"a": step("a"), "b": step("b")}, steps=4, warmup=2, repeats=3, sync=lambda: None,
                         clock=lambda: now[0], cpu_clock=lambda: now[0])
-    assert rates["a"] == pytest.approx((100.0, 100.0)) and rates["b"] == pytest.approx((20.0, 20.0))
-    assert calls == ["a"] * 2 + ["b"] * 2 + (["a"] * 4 + ["b"] * 4) * 2
+    assert rates["a"] == pytest.approx((100.0, 100.0)) and rates["b"] == pytest.approx((25.0, 25.0))
+    assert calls == ["a"] * 2 + ["b"] * 2 + (["a"] * 4 + ["b"] * 4) * 3
 
 
 def test_bench_times_the_experiment_step_compiled_and_eager_alike():

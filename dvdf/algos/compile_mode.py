@@ -17,9 +17,11 @@ import torch
 
 from dvdf.config import IQLConfig
 
-# Measured for the whole step on the 2-core CPU machine this was written on (hopper sizes, one
-# thread, dvdf bench's workload): compiling takes ~40-60 s and saves ~2-3 ms per step, a break-even
-# of ~20k steps. 50k keeps smoke runs and tests eager; the paper's 1M-step runs compile.
+# Measured for the whole step on this project's shared 2-core CPU (hopper sizes, one thread, dvdf
+# bench's workload, the machine loaded): the first compile took 79-207 s cold (10-38 s with
+# inductor's on-disk cache warm) and saves ~3 ms per step (eager ~7.3 ms, compiled ~4.4 ms per
+# CPU-second): a break-even of ~25k-70k steps cold. 50k keeps smoke runs and tests eager; the
+# paper's 1M-step runs compile.
 MIN_COMPILED_STEPS = 50_000
 
 
