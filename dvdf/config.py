@@ -249,8 +249,18 @@ class IQLConfig:
     layers: int = 2
     # torch.compile, same math: "off" (eager), "losses" (selection, forward, losses and their
     # backward as one graph), "step" (the whole update - batch gather, selection, losses, gradients,
-    # Adam, Polyak - as one graph; on CUDA replayed as one CUDA graph). See dvdf/algos/whole_step.py.
-    compile: Literal["off", "losses", "step"] = "off"
+    # Adam, Polyak - as one graph; on CUDA replayed as one CUDA graph), "auto" ("step" where a C++
+    # compiler (CPU) or a GPU is present and iql.steps repays the compile time, else "off"; see
+    # dvdf.algos.whole_step.resolve_compile_mode). See dvdf/algos/iql_step.py.
+    compile: Literal["auto", "off", "losses", "step"] = "auto"
+    # Order within one update (dvdf/algos/iql_step.py): "authors" (their released DV_IGDF.train: V
+    # step, then the TD target from the UPDATED V, Q step, Polyak, actor step with the advantage from
+    # before the V step) or "joint" (dvdf 0.1.0: the TD target from V before its update, one
+    # backward and one Adam step for all three networks).
+    step_order: Literal["authors", "joint"] = "authors"
+    # AWR squared error over action dimensions: "mean" (the authors': mean over batch x action
+    # elements) or "sum" (dvdf 0.1.0: ||pi(s) - a||^2).
+    awr_reduction: Literal["mean", "sum"] = "mean"
 
     def __post_init__(self) -> None:
         _check(self.steps > 0 and self.batch_size > 0, "iql.steps and iql.batch_size must be > 0")

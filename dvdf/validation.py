@@ -11,13 +11,13 @@ Each failure is one :class:`~dvdf.errors.DvdfError` naming the field.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
+from dvdf.algos.compile_mode import cpp_compiler
 from dvdf.config import ExperimentConfig
 from dvdf.errors import DvdfError
 from dvdf.methods import check_keep_ratio
@@ -43,7 +43,8 @@ def validate_experiment(config: ExperimentConfig) -> None:
     check_directory(config.cache_dir, "cache_dir")                          # stage artifacts go here
     check_directory(config.data.data_dir, "data.data_dir", writable=False)  # may be a read-only share
     device = resolve_device(config.device)
-    if config.iql.compile != "off" and device.type == "cpu" and not _cpp_compiler():
+    # "auto" falls back to eager without a compiler; an explicit mode must not (silently).
+    if config.iql.compile not in ("off", "auto") and device.type == "cpu" and not cpp_compiler():
         raise DvdfError("iql.compile: torch.compile on CPU needs a C++ compiler (g++ or clang++; set CXX), "
                         "none found; install one or set iql.compile: off")
 
@@ -87,8 +88,3 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise DvdfError(f"seeds: need at least one seed and no repeats, got {seeds}")
     return seeds
-
-
-def _cpp_compiler() -> Optional[str]:
-    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
-    return next((path for path in map(shutil.which, candidates) if path), None)

@@ -270,28 +270,69 @@ def test_train_cli_bad_input_is_one_line_exit_2(tmp_path, override, message):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
-def test_bench_cli_reports_members_and_evaluation():
+def test_bench_cli_reports_the_train_step_beside_the_authors_members_and_evaluation():
+    from dvdf.algos.compile_mode import resolve_compile_mode
+    from dvdf.config import IQLConfig
+
     proc = run_cli("bench", "--json", "--threads", "1", "--steps", "3", "--warmup", "1", "--repeats", "1",
-                   "--members", "1", "2", "--no-simulation")
+                   "--members", "1", "2", "--no-simulation", "--train-modes", "off")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result["train_step_per_s"]) == {"1"} and result["train_step_per_s"]["1"] > 0
-    assert set(result["members"]["1"]) == {"1", "2"}
-    two = result["members"]["1"]["2"]["eager"]
-    assert two["member_steps_per_s"] == pytest.approx(2 * two["steps_per_s"], rel=0.01)
+    train = result["train"]["1"]
+    assert set(train["steps_per_s"]) == {"eager", "authors"} and min(train["steps_per_s"].values()) > 0
+    assert train["vs_authors_per_s"]["eager"] == pytest.approx(
+        train["steps_per_s"]["eager"] / train["steps_per_s"]["authors"], rel=0.05)
+    assert train["default"] == {"off": "eager", "step": "compiled_step"}[resolve_compile_mode(IQLConfig(), "cpu")[0]]
+    assert set(result["members"]["1"]) == {"1", "2"} and result["members"]["1"]["2"]["eager"]["steps_per_s"] > 0
     evaluation = result["evaluation"]["1"]
     assert evaluation["env_steps"] == 10_000 and evaluation["evaluator_s"] > 0
     bad = run_cli("bench", "--members", "0")
     assert bad.returncode == 2 and "--members" in bad.stderr
 
 
-def test_bench_times_the_compiled_whole_step():
-    """The bench's compiled path is the experiment's: WholeStep on batched members."""
-    from dvdf.bench import measure
+def test_bench_timer_keeps_each_steps_fastest_round_and_interleaves_rounds():
+    """With a scripted clock the rates are exact: warm-up calls are not timed, each step's fastest
+    round counts, and the rounds of different steps alternate."""
+    from dvdf.bench import _time_steps
 
-    result = measure(threads=1, steps=2, warmup=1, repeats=1, members=[2], compile_modes=("step",))
-    rates = result["members"]["2"]["compiled_step"]
-    assert rates["steps_per_s"] > 0 and rates["member_steps_per_s"] == pytest.approx(2 * rates["steps_per_s"])
+    now = [0.0]
+    calls: list[str] = []
+    costs = {"a": iter([9.0] * 2 + [0.02] * 4 + [0.01] * 4 + [0.03] * 4),
+             "b": iter([9.0] * 2 + [0.05] * 4 + [0.04] * 4 + [0.05] * 4)}
+
+    def step(name):
+        def run():
+            calls.append(name)
+            now[0] += next(costs[name])
+        return run
+
+    rates = _time_steps({"a": step("a"), "b": step("b")}, steps=4, warmup=2, repeats=3, sync=lambda: None,
+                        clock=lambda: now[0], cpu_clock=lambda: now[0])
+    assert rates["a"] == pytest.approx((100.0, 100.0)) and rates["b"] == pytest.approx((25.0, 25.0))
+    assert calls == ["a"] * 2 + ["b"] * 2 + (["a"] * 4 + ["b"] * 4) * 3
+
+
+def test_bench_times_the_experiment_step_compiled_and_eager_alike():
+    """The bench's compiled whole step is the experiment's (make_train_step) and computes what its
+    eager step computes: K=2 members from the same pools end in the same state, members apart."""
+    import torch
+
+    from dvdf.bench import POOL, _random_transitions, train_step_for
+    from dvdf.data import TransitionBuffer
+
+    gen = torch.Generator().manual_seed(0)
+    pools = (TransitionBuffer(_random_transitions(POOL, "cpu", gen)), TransitionBuffer(_random_transitions(POOL, "cpu", gen)))
+    (eager, eager_agent), (compiled, compiled_agent) = (train_step_for(mode, "cpu", pools, members=2)
+                                                        for mode in ("off", "step"))
+    before = compiled_agent.policy.net.layers[0].weight.detach().clone()
+    for _ in range(3):
+        eager()
+        compiled()
+    assert (compiled_agent.compile_mode, compiled_agent.step, eager_agent.compile_mode) == ("step", 3, "off")
+    for mine, theirs in zip(compiled_agent.state.tensors(), eager_agent.state.tensors()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+    after = compiled_agent.policy.net.layers[0].weight.detach()
+    assert not torch.equal(after, before) and not torch.allclose(after[0], after[1])
 
 
 def test_gpu_utilization_sampler_averages_reads_and_reports_a_failing_read():

@@ -190,3 +190,37 @@ def test_compiled_step_matches_eager(members):
                 torch.testing.assert_close(compiled_info[key], value, rtol=1e-4, atol=1e-5, msg=key)
     for pa, pb in zip(params(agents[0]), params(agents[1])):
         torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5)
+
+
+def test_a_0_1_0_agent_state_resumes_exactly_in_the_0_1_0_order():
+    """tests/data/agent_state_0.1.0.pt holds a state written by dvdf 0.1.0 (torch's optimiser state
+    inside) and the parameters 0.1.0 reached one update later: loaded into this version with the
+    0.1.0 step (iql.step_order: joint, iql.awr_reduction: sum), the same update gives them."""
+    from pathlib import Path
+
+    from v2_fixture import agent_v2, batches
+
+    saved = torch.load(Path(__file__).parent / "data" / "agent_state_0.1.0.pt", weights_only=False)
+    agent = agent_v2(step_order="joint", awr_reduction="sum")
+    agent.load_state_dict(saved["agent"])
+    assert agent.step == 3
+    agent.update(*batches()[3])
+    for net in ("q", "q_target", "v", "policy"):
+        for name, p in getattr(agent, net).named_parameters(prefix=net):
+            torch.testing.assert_close(p.detach(), saved["after_one_more_update"][name], rtol=1e-5, atol=1e-6,
+                                       msg=name)
+    resumed = agent_v2()                                  # the default (authors') step from the same state
+    resumed.load_state_dict(saved["agent"])
+    resumed.update(*batches()[3])
+
+
+def test_an_agent_state_that_does_not_fit_fails_with_one_line():
+    from dvdf.errors import DvdfError
+
+    state = make_agent("dvdf-igdf").state_dict()
+    other = FilteredIQL(OBS, ACT, IQLConfig(hidden=16, steps=100), FilterConfig(method="dvdf-igdf"), "cpu", 0)
+    with pytest.raises(DvdfError, match="does not fit") as error:
+        other.load_state_dict(state)
+    assert "\n" not in str(error.value)
+    with pytest.raises(DvdfError, match="format 7"):
+        other.load_state_dict({**state, "format": 7})

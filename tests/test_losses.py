@@ -54,10 +54,22 @@ def test_awr_actor_loss_clips_exp_advantage():
     pred = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.5, 0.0]])
     act = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])   # ||.||^2 = 1, 2, 0.25
     adv = torch.tensor([0.0, 10.0, -1.0])                       # exp(3*10) is clipped to 100
-    loss, info = awr_actor_loss(pred, act, adv, beta=3.0)
+    loss, info = awr_actor_loss(pred, act, adv, beta=3.0, reduction="sum")
     expected = (1.0 * 1 + EXP_ADV_MAX * 2 + math.exp(-3.0) * 0.25) / 3
     assert loss.item() == pytest.approx(expected)
     assert info["exp_adv_mean"].item() == pytest.approx((1 + 100 + math.exp(-3)) / 3)
+
+
+def test_awr_actor_loss_default_averages_over_action_dimensions():
+    """The authors' reduction: per-row weight times the mean squared error over action dims."""
+    pred = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.5, 0.0]])
+    act = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])   # mean sq. error per row: 0.5, 1, 0.125
+    adv = torch.tensor([0.0, 10.0, -1.0])
+    loss, info = awr_actor_loss(pred, act, adv, beta=3.0)
+    assert loss.item() == pytest.approx((1.0 * 0.5 + EXP_ADV_MAX * 1.0 + math.exp(-3.0) * 0.125) / 3)
+    assert info["bc_error"].item() == pytest.approx((0.5 + 1.0 + 0.125) / 3)
+    with pytest.raises(ValueError, match="reduction"):
+        awr_actor_loss(pred, act, adv, beta=3.0, reduction="max")
 
 
 def test_sql_value_loss_by_hand():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dvdf.algos.filtered_iql import FilteredIQL
-from dvdf.algos.optim import adam_step_, init_adam_state, make_adam
+from dvdf.algos.optim import adam_bias_corrections, adam_step_, make_adam
 from dvdf.algos.whole_step import WholeStep
 from dvdf.config import FilterConfig, IQLConfig
 from dvdf.data import TransitionBuffer
@@ -57,15 +57,15 @@ def draw(buffer: TransitionBuffer, gen: torch.Generator, members) -> torch.Tenso
 
 def tensors(agent: FilteredIQL) -> list[torch.Tensor]:
     nets = [p for net in (agent.q, agent.q_target, agent.v, agent.policy) for p in net.parameters()]
-    state = [t for s in agent.optimizer.state.values() for t in s.values()]
-    return [t.detach().clone() for t in (*nets, *state)]
+    moments = [t for tree in (agent.state.exp_avg, agent.state.exp_avg_sq) for m in tree.values() for t in m.values()]
+    return [t.detach().clone() for t in (*nets, *moments, agent.state.step)]
 
 
-def run_both(method: str, members=None, steps: int = 6, compiled: bool = False, cuda_graphs=None):
+def run_both(method: str, members=None, steps: int = 6, compiled: bool = False, cuda_graphs=None, **iql):
     """The eager update and the whole step on identical batches: their infos, side by side."""
     gen = torch.Generator().manual_seed(1)
     source, target = pool(gen, True, members), pool(gen, False)
-    eager, whole_agent = make_agent(method, members), make_agent(method, members)
+    eager, whole_agent = make_agent(method, members, **iql), make_agent(method, members, **iql)
     whole = WholeStep(whole_agent, source, target, compiled=compiled, cuda_graphs=cuda_graphs)
     infos = []
     for _ in range(steps):
@@ -90,10 +90,11 @@ def assert_same(eager_info, whole_info, rtol=1e-5, atol=1e-6):
             torch.testing.assert_close(whole_info[key], value, rtol=rtol, atol=atol, msg=key)
 
 
-@pytest.mark.parametrize("method,members", [("dvdf-igdf", None), ("dvdf-igdf", 3), ("iql-target", None),
-                                            ("iql-mix", None), ("otdf", None)])
-def test_whole_step_matches_the_eager_update(method, members):
-    eager, whole, infos = run_both(method, members)
+@pytest.mark.parametrize("method,members,order", [
+    ("dvdf-igdf", None, "authors"), ("dvdf-igdf", 3, "authors"), ("iql-target", None, "authors"),
+    ("iql-mix", None, "authors"), ("otdf", None, "authors"), ("dvdf-igdf", 3, "joint"), ("otdf", None, "joint")])
+def test_whole_step_matches_the_eager_update(method, members, order):
+    eager, whole, infos = run_both(method, members, step_order=order)
     for eager_info, whole_info in infos:
         assert_same(eager_info, whole_info)
     for a, b in zip(tensors(eager), tensors(whole)):
@@ -102,12 +103,13 @@ def test_whole_step_matches_the_eager_update(method, members):
     assert whole.actor_lr == eager.actor_lr
 
 
-@pytest.mark.parametrize("cuda_graphs", [False, True])
-def test_compiled_whole_step_matches_the_eager_update(cuda_graphs):
+@pytest.mark.parametrize("cuda_graphs,order", [(False, "authors"), (True, "authors"), (False, "joint")])
+def test_compiled_whole_step_matches_the_eager_update(cuda_graphs, order):
     """One static graph (batched members, so selection, member columns and all losses are in it).
     cuda_graphs=True is the CUDA set-up (static addresses, reduce-overhead) minus the capture,
     which inductor skips on CPU."""
-    eager, whole, infos = run_both("dvdf-igdf", members=2, steps=4, compiled=True, cuda_graphs=cuda_graphs)
+    eager, whole, infos = run_both("dvdf-igdf", members=2, steps=4, compiled=True, cuda_graphs=cuda_graphs,
+                                   step_order=order)
     for eager_info, whole_info in infos:
         assert_same(eager_info, whole_info, rtol=1e-4, atol=1e-5)
     for a, b in zip(tensors(eager), tensors(whole)):
@@ -146,13 +148,16 @@ def test_checkpoints_are_interchangeable_with_the_eager_path():
 
 
 def test_adam_step_is_torch_adam():
-    """adam_step_ on the optimiser's own state, with a changing learning rate, tracks torch's fused Adam."""
+    """adam_step_ with a changing learning rate tracks torch's fused Adam: parameters and moments."""
     gen = torch.Generator().manual_seed(3)
     params = [torch.nn.Parameter(torch.randn(7, 5, generator=gen)), torch.nn.Parameter(torch.randn(5, generator=gen))]
-    mine = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    reference, optimizer = make_adam(params, 1e-2), make_adam(mine, 1e-2)
-    init_adam_state(optimizer)
-    states = [optimizer.state[p] for p in mine]
+    mine = [p.detach().clone() for p in params]
+    exp_avgs, exp_avg_sqs = [torch.zeros_like(p) for p in mine], [torch.zeros_like(p) for p in mine]
+    reference = make_adam(params, 1e-2)
+    # The formula as a compiled graph runs it (eagerly, adam_step_ is torch's fused kernel).
+    traced, traced_avgs, traced_avg_sqs = ([torch.zeros_like(p) if i else p.detach().clone() for p in params]
+                                           for i in range(3))
+    traced_adam = torch.compile(adam_step_, backend="aot_eager", fullgraph=True)
     for step in range(20):
         lr = 1e-2 * (1 - step / 20)
         grads = [torch.randn(p.shape, generator=gen) for p in params]
@@ -160,16 +165,17 @@ def test_adam_step_is_torch_adam():
             p.grad = g
         reference.param_groups[0]["lr"] = lr
         reference.step()
-        with torch.no_grad():
-            adam_step_(mine, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-                       [s["step"] for s in states], torch.tensor(lr, dtype=torch.float64), 0.9, 0.999, 1e-8)
-    for a, b in zip(params, mine):
+        t = torch.tensor(step + 1.0)
+        adam_step_(mine, grads, exp_avgs, exp_avg_sqs, torch.tensor(lr, dtype=torch.float64), t,
+                   *adam_bias_corrections(t), 0.9, 0.999, 1e-8)
+        traced_adam(traced, grads, traced_avgs, traced_avg_sqs, torch.tensor(lr, dtype=torch.float64), t,
+                    *adam_bias_corrections(t))
+    for a, b, c in zip(params, mine, traced):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
-    for p, q in zip(params, mine):
-        for key, value in reference.state[p].items():
-            other = optimizer.state[q][key]
-            assert (other.dtype, other.device, other.shape) == (value.dtype, value.device, value.shape), key
-            torch.testing.assert_close(other, value, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(c, a, rtol=1e-6, atol=1e-7)
+    for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
+        torch.testing.assert_close(m, reference.state[p]["exp_avg"], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(v, reference.state[p]["exp_avg_sq"], rtol=1e-6, atol=1e-7)
 
 
 def test_a_source_method_needs_a_source_buffer():

@@ -1,25 +1,12 @@
-"""Stage 3: filtered, weighted IQL on target + source data - one code path for every method.
+"""Stage 3: filtered, weighted IQL on target + source data - the agent of every method.
 
-Per step (METHOD.md), from a source batch of B and a target batch:
-  1. per-method dynamics score of the source batch: h as given (contrastive) or the OT score
-     min-max normalised to [-1, 0] per batch (OTDF);
-  2. combined score g = lambda h + (1 - lambda) An (dvdf-* methods; An = per-batch min-max of the
-     precomputed advantage A), or g = h (igdf, otdf);
-  3. keep the top floor(B xi) source samples by g; weights w by ``filter.weight_rule``
-     (exp(h) by default), target samples weight 1. iql-mix keeps all with w = 1; iql-target uses
-     no source data at all;
-  4. one IQL step on [kept source; target]: expectile V loss, w-weighted twin TD loss to
-     r + gamma (1 - done) V(s'), AWR actor loss (plus OTDF's VAE constraint), Polyak target update.
-The actor learning rate is cosine-annealed to 0 over ``iql.steps``. All three networks share ONE
-Adam (two parameter groups: critics at ``iql.lr``, actor at the annealed rate): one fused optimiser
-call per step instead of three (Adam is per-element, so this is exactly three separate Adams).
-With ``iql.compile: losses`` the selection, the forward pass and the losses (and, through
-AOTAutograd, their backward) run as one ``torch.compile``d graph; sampling and the optimiser stay
-eager. ``iql.compile: step`` compiles the whole update, batch gather to Polyak, through
-:class:`dvdf.algos.whole_step.WholeStep` (``update`` itself then runs eagerly).
-
-Everything inside ``update`` is tensor work on the device: no ``.item()``, no branching on tensor
-values; the kept count is a Python int from the config, so every step has the same shapes.
+:class:`FilteredIQL` holds what a run trains and resumes: the networks, the step state
+(:class:`dvdf.algos.iql_step.IQLState`: parameters, Polyak target critic, Adam moments, step),
+OTDF's VAE noise generator, and ``act``/``state_dict``. Its update is
+:class:`dvdf.algos.iql_step.IQLStep` - the one function every ``iql.compile`` mode runs (selection,
+losses, order, Adam, learning-rate schedule and Polyak are written there, once). ``update`` runs it
+eagerly ("off") or with compiled losses ("losses"); ``iql.compile: step`` compiles it whole,
+together with the batch gather, in :mod:`dvdf.algos.whole_step`.
 
 With ``members=K`` the agent is K independent agents trained as one batched model: batches carry a
 leading K dimension, ``(K, B, ...)``, and every info tensor has shape ``(K, ...)``.
@@ -28,23 +15,18 @@ leading K dimension, ``(K, B, ...)``, and every info tensor has shape ``(K, ...)
 from __future__ import annotations
 
 import copy
-import math
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from dvdf.algos.iql import awr_actor_loss, expectile_value_loss, polyak_update, td_target, weighted_td_loss
-from dvdf.algos.optim import make_adam
-from dvdf.algos.vae import behavior_log_prob_penalty
+from dvdf.algos.compile_mode import resolve_compile_mode
+from dvdf.algos.iql_step import TRAINED, Batch, IQLState, IQLStep, cosine_factor, step_schedule
 from dvdf.config import FilterConfig, IQLConfig
-from dvdf.filtering.select import (combined_score, keep_count, kept_mask, ot_normalize, source_weights,
-                                   top_k_indices)
+from dvdf.errors import DvdfError
 from dvdf.nets import BehaviorVAE, TanhGaussianPolicy, TwinQ, ValueNet, seeded_generators
 
-Batch = dict[str, Tensor]
-FEATURE_KEYS = ("observations", "actions", "next_observations")
-SCALAR_KEYS = ("rewards", "dones")
+STATE_FORMAT = 3   # 3: IQLState (Adam moments by parameter name, one step count); 2: dvdf 0.1.0
 
 
 def _member_seeds(seed: Union[int, Sequence[int]], members: Optional[int]) -> list[int]:
@@ -55,33 +37,6 @@ def _member_seeds(seed: Union[int, Sequence[int]], members: Optional[int]) -> li
     if len(seeds) != count:
         raise ValueError(f"{count} members need {count} seeds, got {len(seeds)}")
     return seeds
-
-
-def _take(batch: Batch, index: Tensor) -> Batch:
-    """Rows ``index`` (``(..., k)``) of every field along the batch dimension."""
-    out = {k: torch.take_along_dim(batch[k], index.unsqueeze(-1), dim=-2) for k in FEATURE_KEYS}
-    out.update({k: torch.take_along_dim(batch[k], index, dim=-1) for k in SCALAR_KEYS})
-    return out
-
-
-def _concat(first: Batch, second: Batch) -> Batch:
-    out = {k: torch.cat([first[k], second[k]], dim=-2) for k in FEATURE_KEYS}
-    out.update({k: torch.cat([first[k], second[k]], dim=-1) for k in SCALAR_KEYS})
-    return out
-
-
-def _constant_rate(step: int) -> float:
-    return 1.0
-
-
-class _CosineRate:
-    """Cosine annealing factor 0.5 (1 + cos(pi t / T)) (a class, not a lambda: it must pickle)."""
-
-    def __init__(self, total_steps: int):
-        self.total_steps = total_steps
-
-    def __call__(self, step: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
 
 
 class FilteredIQL:
@@ -121,63 +76,50 @@ class FilteredIQL:
         self.v = ValueNet(obs_dim, **net_args).to(self.device)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, **net_args).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-
-        self.optimizer = make_adam([
-            {"params": [*self.q.parameters(), *self.v.parameters()], "lr": iql_cfg.lr},
-            {"params": list(self.policy.parameters()), "lr": iql_cfg.actor_lr},
-        ], iql_cfg.lr)
-        # Group 0 (critics) keeps its rate; group 1 (actor) follows 0.5 (1 + cos(pi t / T)).
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, [_constant_rate, _CosineRate(iql_cfg.steps)])
+        nets = {"q": self.q, "v": self.v, "policy": self.policy}
+        params = {net: dict(nets[net].named_parameters()) for net in TRAINED}
+        self.state = IQLState(
+            params=params, q_target=dict(self.q_target.named_parameters()),
+            exp_avg={net: {n: torch.zeros_like(p) for n, p in ps.items()} for net, ps in params.items()},
+            exp_avg_sq={net: {n: torch.zeros_like(p) for n, p in ps.items()} for net, ps in params.items()},
+            step=torch.zeros((), dtype=torch.int64, device=self.device),
+            schedule=step_schedule(torch.zeros((), dtype=torch.int64, device=self.device), iql_cfg))
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seeds[0])
-        self.step = 0
-        self._forward = self.selected_losses
-        if iql_cfg.compile == "losses":
-            # cpp_wrapper: the compiled graph's kernel calls run from C++, not Python - on CPU the
-            # per-op call overhead is a visible share of a step of these small networks.
-            options = {"cpp_wrapper": True} if self.device.type == "cpu" else {}
-            self._forward = torch.compile(self.selected_losses, dynamic=False, options=options)
+        self.step = 0                      # host copy of state.step (no device read needed)
+        # "auto" becomes "step" or "off" here (dvdf.algos.compile_mode); the reason goes in the run header.
+        self.compile_mode, self.compile_reason = resolve_compile_mode(iql_cfg, self.device)
+        self.step_fn = self.make_step(functional=False, compile_losses=self.compile_mode == "losses")
+
+    def make_step(self, functional: bool, compile_losses: bool = False) -> IQLStep:
+        """This agent's update function (:class:`IQLStep`) over its networks."""
+        return IQLStep(self.q, self.v, self.policy, self.q_target, self.cfg, self.filter, self.behavior_vae,
+                       self.constraint_weight, functional=functional, compile_losses=compile_losses)
 
     @property
     def critic_lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return self.cfg.lr
 
     @property
     def actor_lr(self) -> float:
-        return self.optimizer.param_groups[1]["lr"]
+        """The actor's learning rate of the next update (cosine-annealed over ``iql.steps``)."""
+        return self.cfg.actor_lr * float(cosine_factor(torch.tensor(self.step), self.cfg.steps))
 
-    # ----------------------------------------------------------------------------------------- selection
     def kept_count(self, batch_size: int) -> int:
         """Source rows kept from a batch of ``batch_size``: floor(B xi), or all of them for iql-mix."""
-        return batch_size if self.filter.method == "iql-mix" else keep_count(batch_size, self.filter.keep_ratio)
+        return self.step_fn.kept_count(batch_size)
 
-    def select_source(self, source: Batch) -> tuple[Batch, Tensor, dict]:
-        """Kept source rows, their weights and selection diagnostics (method-specific, no host sync)."""
-        method = self.filter.method
-        batch_size = source["observations"].shape[-2]
-        if method == "iql-mix":
-            weight = torch.ones_like(source["rewards"])
-            mask = torch.ones_like(source["rewards"], dtype=torch.bool)
-            return source, weight, {"kept_mask": mask, "source_weight_mean": weight.mean(-1)}
+    def constraint_noise(self, source_rows: Optional[int], target_shape: torch.Size) -> Optional[Tensor]:
+        """OTDF's VAE latent noise for one update (None without the constraint): drawn here, outside
+        the step function (a generator cannot enter a compiled graph), the same draw in every mode.
+        ``target_shape``: the target batch's leading shape ``(..., B)``."""
+        if self.behavior_vae is None:
+            return None
+        rows = self.step_fn.constraint_rows(source_rows, target_shape[-1])
+        return torch.randn((*target_shape[:-1], rows, self.behavior_vae.latent_dim), generator=self.noise_generator,
+                           device=self.device)
 
-        dynamics = source["dyn_score"]
-        if self.filter.dynamics_scorer == "ot":
-            dynamics = ot_normalize(dynamics)                    # c in [-1, 0]
-        if self.filter.uses_value:
-            score = combined_score(dynamics, source["advantage"], self.filter.tradeoff)   # g
-        else:
-            score = dynamics                                      # IGDF / OTDF: lambda = 1
-        index = top_k_indices(score, self.kept_count(batch_size))
-        kept_dynamics = torch.take_along_dim(dynamics, index, dim=-1)
-        kept_score = torch.take_along_dim(score, index, dim=-1)
-        weight = source_weights(self.filter.weight_rule, kept_dynamics, kept_score)
-        info = {"kept_mask": kept_mask(index, batch_size), "source_weight_mean": weight.mean(-1),
-                "kept_score_mean": kept_score.mean(-1), "batch_score_mean": score.mean(-1)}
-        return _take(source, index), weight, info
-
-    # ----------------------------------------------------------------------------------------- update
     def update(self, source: Optional[Batch], target: Batch) -> dict[str, Tensor]:
-        """One gradient step; returns detached info tensors (no host synchronisation).
+        """One gradient step on gathered batches; returns detached info tensors (no host synchronisation).
 
         ``source`` needs, besides the transition fields, 'dyn_score' (h, or the raw OT score for
         otdf methods) for filtered methods and 'advantage' (A) for dvdf-* methods. It is ignored
@@ -185,65 +127,12 @@ class FilteredIQL:
         """
         if self.filter.uses_source and source is None:
             raise ValueError(f"method {self.filter.method!r} needs a source batch")
-        total, pred_action, obs, info = self._forward(source if self.filter.uses_source else None, target)
-        if self.behavior_vae is not None:
-            # Outside the compiled graph: it draws from a torch.Generator.
-            total = total + self.constraint_penalty(obs, pred_action, info)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        polyak_update(self.q_target.parameters(), self.q.parameters(), self.cfg.polyak)
+        source = source if self.filter.uses_source else None
+        noise = self.constraint_noise(None if source is None else source["rewards"].shape[-1],
+                                      target["rewards"].shape)
+        _, info = self.step_fn(self.state, source, target, noise)
         self.step += 1
         return info
-
-    def constraint_penalty(self, obs: Tensor, pred_action: Tensor, info: dict, noise: Optional[Tensor] = None
-                           ) -> Tensor:
-        """OTDF's actor constraint: weight x mean -log beta(pi(s)|s), summed over members; adds
-        ``behavior_nll`` to ``info``. The VAE's latent noise comes from ``noise_generator`` unless given."""
-        penalty = behavior_log_prob_penalty(self.behavior_vae, obs, pred_action, self.noise_generator,
-                                            noise).mean(-1)
-        info["behavior_nll"] = penalty.detach()
-        return self.constraint_weight * penalty.sum()
-
-    def selected_losses(self, source: Optional[Batch], target: Batch) -> tuple[Tensor, Tensor, Tensor, dict]:
-        """Selection, the IQL batch and its losses: (summed loss, pi(s), s, info). Compiled as one
-        static-shape graph with ``iql.compile: losses`` (the kept count is fixed by the config)."""
-        info: dict[str, Tensor] = {}
-        if source is not None:
-            kept, source_weight, select_info = self.select_source(source)
-            info.update(select_info)
-            share = kept["rewards"].shape[-1] / source["rewards"].shape[-1]
-            info["kept_fraction"] = torch.full_like(source_weight[..., 0], share)
-            batch = _concat(kept, target)
-            weight = None if self.filter.method == "iql-mix" else torch.cat(
-                [source_weight, torch.ones_like(target["rewards"])], dim=-1)
-        else:
-            batch, weight = target, None
-        total, pred_action, loss_info = self._iql_losses(batch, weight)
-        info.update(loss_info)
-        return total, pred_action, batch["observations"], info
-
-    def _iql_losses(self, batch: Batch, weight: Optional[Tensor]) -> tuple[Tensor, Tensor, dict]:
-        """(V + Q + AWR loss summed over members, the policy's deterministic action, info)."""
-        cfg = self.cfg
-        obs, act = batch["observations"], batch["actions"]
-        with torch.no_grad():
-            target_q = self.q_target(obs, act).amin(-2)
-            # V(s') from the V network before this step's update (as CORL's IQL).
-            y = td_target(batch["rewards"], batch["dones"], self.v(batch["next_observations"]), cfg.discount)
-
-        value = self.v(obs)
-        v_loss, v_info = expectile_value_loss(value, target_q, cfg.expectile)
-        advantage = (target_q - value).detach()
-        q_loss, q_info = weighted_td_loss(self.q(obs, act), y, weight)
-        pred_action = self.policy.deterministic(obs)
-        actor_loss, actor_info = awr_actor_loss(pred_action, act, advantage, cfg.beta, cfg.exp_adv_max)
-        # The three graphs are disjoint (targets and advantage detached), so one backward of the
-        # sum gives each network exactly its own loss's gradient; members are summed likewise.
-        total = (v_loss + q_loss + actor_loss).sum()
-        return total, pred_action, {**v_info, **q_info, **actor_info, "advantage_mean": advantage.mean(-1),
-                                    "target_q_mean": target_q.mean(-1)}
 
     # ----------------------------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -256,20 +145,64 @@ class FilteredIQL:
 
     # ----------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        """Networks, target critic, optimisers, scheduler, noise generator and step: resume is exact."""
+        """Networks, target critic, Adam moments, noise generator and step: resume is exact."""
         return {
+            "format": STATE_FORMAT,
             "q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "v": self.v.state_dict(),
             "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "exp_avg": {net: dict(m) for net, m in self.state.exp_avg.items()},
+            "exp_avg_sq": {net: dict(m) for net, m in self.state.exp_avg_sq.items()},
             "noise_generator": self.noise_generator.get_state(), "step": self.step,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        self.v.load_state_dict(state["v"])
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        """Restore a ``state_dict`` of this version or of dvdf 0.1.0 (format 2, torch's optimiser
+        state inside), copying into the agent's own tensors: they keep their addresses, so a
+        compiled (or CUDA-graph) step built before the load goes on with the loaded values.
+        Raises DvdfError (one line) for a state these networks cannot take."""
+        version = state.get("format", 2 if "optimizer" in state else None)
+        if version not in (2, STATE_FORMAT):
+            raise DvdfError(f"agent state format {version!r} is not supported (this dvdf reads 2 and {STATE_FORMAT})")
+        exp_avg, exp_avg_sq = _adam_moments_v2(state, self.state) if version == 2 else (
+            state["exp_avg"], state["exp_avg_sq"])
+        try:
+            with torch.no_grad():
+                for name, module in (("q", self.q), ("q_target", self.q_target), ("v", self.v),
+                                     ("policy", self.policy)):
+                    module.load_state_dict(state[name])
+                for mine, theirs in ((self.state.exp_avg, exp_avg), (self.state.exp_avg_sq, exp_avg_sq)):
+                    for net in TRAINED:
+                        if mine[net].keys() != theirs[net].keys():
+                            raise DvdfError(f"agent state: Adam moments of '{net}' do not match its parameters")
+                        for key, tensor in mine[net].items():
+                            tensor.copy_(theirs[net][key])
+        except (RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DvdfError(f"agent state (format {version}) does not fit these networks: {first}") from None
         self.noise_generator.set_state(state["noise_generator"])
         self.step = int(state["step"])
+        self.state.step.fill_(self.step)
+        self.state.schedule.copy_(step_schedule(self.state.step, self.cfg))
+
+
+def _adam_moments_v2(state: dict, mine: IQLState) -> tuple[dict, dict]:
+    """Adam moments by parameter name from a dvdf 0.1.0 agent state: one torch optimiser, group 0 =
+    Q's then V's parameters, group 1 = the policy's, each with its own step (all equal: every
+    parameter was updated every step)."""
+    names = [(net, name) for net in TRAINED for name in mine.params[net]]
+    optimizer = state["optimizer"]
+    indices = [i for group in optimizer["param_groups"] for i in group["params"]]
+    if len(indices) != len(names):
+        raise DvdfError(f"agent state (format 2): the optimiser holds {len(indices)} parameters, "
+                        f"these networks {len(names)}")
+    exp_avg = {net: {} for net in TRAINED}
+    exp_avg_sq = {net: {} for net in TRAINED}
+    for (net, name), index in zip(names, indices):
+        entry = optimizer["state"].get(index)
+        zeros = torch.zeros_like(mine.params[net][name], device="cpu")
+        exp_avg[net][name] = zeros if entry is None else entry["exp_avg"]
+        exp_avg_sq[net][name] = zeros if entry is None else entry["exp_avg_sq"]
+        if entry is not None and int(entry["step"]) != int(state["step"]):
+            raise DvdfError(f"agent state (format 2): optimiser step {int(entry['step'])} is not the agent's "
+                            f"step {int(state['step'])}")
+    return exp_avg, exp_avg_sq

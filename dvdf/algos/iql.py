@@ -42,14 +42,22 @@ def weighted_td_loss(q: Tensor, target: Tensor, weight: Optional[Tensor] = None)
 
 
 def awr_actor_loss(pred_action: Tensor, action: Tensor, advantage: Tensor, beta: float,
-                   exp_adv_max: float = EXP_ADV_MAX) -> tuple[Tensor, dict]:
-    """Advantage-weighted regression mean(min(exp(beta u), 100) ||pi(s) - a||^2).
+                   exp_adv_max: float = EXP_ADV_MAX, reduction: str = "mean") -> tuple[Tensor, dict]:
+    """Advantage-weighted regression mean_i(min(exp(beta u_i), 100) e_i) over the batch.
 
     ``pred_action`` is the deterministic action tanh(mu(s)), ``(..., B, act_dim)``; ``advantage`` u
-    must be detached, ``(..., B)``.
+    must be detached, ``(..., B)``. ``reduction`` says how the squared error over the action
+    dimensions makes e_i: "mean" (the authors' code: the loss is the mean over all batch x action
+    elements) or "sum" (||pi(s) - a||^2, dvdf 0.1.0; act_dim times the "mean" loss).
     """
     exp_adv = torch.exp(beta * advantage).clamp(max=exp_adv_max)
-    bc_error = (pred_action - action).square().sum(-1)
+    sq_err = (pred_action - action).square()
+    if reduction == "mean":
+        bc_error = sq_err.mean(-1)
+    elif reduction == "sum":
+        bc_error = sq_err.sum(-1)
+    else:
+        raise ValueError(f"unknown AWR reduction {reduction!r}; expected 'mean' or 'sum'")
     loss = (exp_adv * bc_error).mean(-1)
     return loss, {"actor_loss": loss.detach(), "bc_error": bc_error.detach().mean(-1),
                   "exp_adv_mean": exp_adv.mean(-1)}

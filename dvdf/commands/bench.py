@@ -1,17 +1,21 @@
-"""``dvdf bench``: steps per second of the training and contrastive-scorer steps; evaluation time."""
+"""``dvdf bench``: the one bench command - its arguments, validation and printing. What it measures
+lives in :mod:`dvdf.bench`; each thread count runs in a fresh process (``dvdf bench --worker``)."""
 
 from __future__ import annotations
 
 import argparse
 
+MODES = ("off", "losses", "step")   # iql.compile values the --members section can time
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="measure training-step, contrastive-step and evaluation speed",
-        description="Steps/s of one dvdf-igdf gradient step (128 source + 128 target, hopper sizes), also "
-                    "with K seeds as one batched model (--members), eager and compiled (--compile); "
-                    "steps/s of one contrastive-scorer step; seconds for 10 hopper evaluation episodes. "
-                    "Each thread count runs in a fresh process.")
+        description="Steps/s of one dvdf-igdf gradient step (128 source + 128 target, hopper sizes): eager, "
+                    "compiled whole step and the authors' step side by side, and the default mode's ratio to "
+                    "the authors'; also with K seeds as one batched model (--members), eager and compiled "
+                    "(--compile); steps/s of one contrastive-scorer step; seconds for 10 hopper evaluation "
+                    "episodes. Each thread count runs in a fresh process.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N",
                         help="torch intra-op thread counts to measure (default: 1 2)")
@@ -25,9 +29,17 @@ def register(subparsers) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="time the --members steps compiled as well as eager: iql.compile losses "
                              "(forward, losses, backward) and step (the whole update)")
+    parser.add_argument("--train-modes", nargs="+", choices=("off", "step"), default=["off", "step"],
+                        metavar="MODE", help="iql.compile modes of the training-step table, timed beside the "
+                                             "authors' step (default: off step; step needs a C++ compiler or a GPU)")
     parser.add_argument("--no-evaluation", action="store_true", help="skip the evaluation timing")
     parser.add_argument("--no-simulation", action="store_true",
                         help="skip the domain-build and replay-check timings")
+    # A --sac section (the behaviour-policy SAC update, dvdf/bench_sac.py) is added here and in
+    # dvdf.bench.run_benchmark's result ("sac") when that module lands.
+    # Internal: one measurement in this process (run_benchmark starts one per thread count).
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-modes", nargs="+", choices=MODES, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=handle)
 
 
@@ -49,22 +61,50 @@ def handle(args: argparse.Namespace) -> int:
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise DvdfError(f"bench --device {args.device}: CUDA is not available")
 
-    from dvdf.bench import run_benchmark
-    from dvdf.commands._common import print_json
+    from dvdf import bench
 
-    result = run_benchmark(args.threads, args.steps, args.warmup, args.repeats, args.device,
-                           simulation=not args.no_simulation, members=args.members,
-                           compile_modes=("off", "losses", "step") if args.compile else ("off",),
-                           evaluation=not args.no_evaluation)
+    modes = args.compile_modes or (MODES if args.compile else ("off",))
+    unavailable = bench.compile_available(args.device)
+    train_modes = [m for m in args.train_modes if m == "off" or not unavailable]   # the table says why not
+    if unavailable and set(modes) - {"off"}:
+        raise DvdfError(f"bench --compile on {args.device}: {unavailable}")
+    if args.worker:
+        import json
+
+        print(json.dumps(bench.measure(args.threads[0], args.steps, args.warmup, args.repeats, args.device,
+                                       args.members, modes, not args.no_evaluation, train_modes)))
+        return 0
+    result = bench.run_benchmark(args.threads, args.steps, args.warmup, args.repeats, args.device,
+                                 simulation=not args.no_simulation, members=args.members, compile_modes=modes,
+                                 evaluation=not args.no_evaluation, train_modes=train_modes)
     if args.json:
+        from dvdf.commands._common import print_json
+
         print_json(result)
         return 0
+    print_result(result, args)
+    return 0
+
+
+def print_result(result: dict, args: argparse.Namespace) -> None:
     print(f"device: {result['device']}  (torch {result['torch']}; best of {args.repeats} x {args.steps} "
           f"steps; load average {result['load_average_1min']} on {result['cores']} cores)")
-    print(f"{'threads':>8} {'train step/s':>14} {'(per CPU-s)':>12} {'contrastive step/s':>20} {'(per CPU-s)':>12}")
-    for n in result["train_step_per_s"]:
-        print(f"{n:>8} {result['train_step_per_s'][n]:>14.1f} {result['train_step_per_cpu_s'][n]:>12.1f} "
-              f"{result['contrastive_step_per_s'][n]:>20.1f} {result['contrastive_step_per_cpu_s'][n]:>12.1f}")
+    print(f"{'threads':>8} {'training step/s':>16} {'(per CPU-s)':>12} {'x authors (per CPU-s)':>22}")
+    for n, train in result["train"].items():
+        for name, rate in train["steps_per_s"].items():
+            ratio = train["vs_authors_per_s"].get(name)
+            ratio_cpu = train["vs_authors_per_cpu_s"].get(name)
+            mark = "  <- default" if name == train["default"] else ""
+            times = f"{ratio:.2f}x ({ratio_cpu:.2f}x)" if ratio is not None else "1.00x"
+            print(f"{n:>8} {name:>16}: {rate:>7.1f} {train['steps_per_cpu_s'][name]:>12.1f} {times:>22}{mark}")
+        if "compile_s" in train:
+            print(f"{'':>8} compiling the whole step took {train['compile_s']:.1f} s")
+        if "compiled_step_unavailable" in train:
+            print(f"{'':>8} compiled step not timed: {train['compiled_step_unavailable']}")
+        print(f"{'':>8} default ({train['default_reason']})")
+    for n in result["contrastive_step_per_s"]:
+        print(f"{n:>8} threads: contrastive step {result['contrastive_step_per_s'][n]:.1f}/s "
+              f"({result['contrastive_step_per_cpu_s'][n]:.1f} per CPU-s)")
     for n, by_k in result["members"].items():
         for k, modes in by_k.items():
             for mode, rates in modes.items():
@@ -82,4 +122,3 @@ def handle(args: argparse.Namespace) -> int:
         print(f"{sim['domain']}: build (cached XML) {sim['domain_build_s'] * 1000:.1f} ms; replay-check of "
               f"{sim['replay_check_transitions']} transitions {sim['replay_check_s']:.2f} s "
               f"(fraction within tol {sim['replay_check_fraction_within_tol']})")
-    return 0

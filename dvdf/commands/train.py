@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     print(f"dvdf train: {config.filter.method} {config.data.source_domain} -> {config.data.target_domain} "
           f"({config.data.quality}){_filter_settings(config)}, out={out}", file=sys.stderr)
+    from dvdf.algos.compile_mode import resolve_compile_mode
+    from dvdf.experiment import resolve_device
+
+    mode, reason = resolve_compile_mode(config.iql, resolve_device(config.device))
+    print(f"  update: iql.compile {mode} ({reason}), iql.step_order {config.iql.step_order}", file=sys.stderr)
     last = None
     for report in run_experiment(config, resume=checkpoint if args.resume else None, out_dir=out,
                                  progress=not args.no_progress and sys.stderr.isatty(), seeds=args.seeds):

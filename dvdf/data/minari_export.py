@@ -108,7 +108,6 @@ def export_minari(dataset: Dataset, out_dir: str | os.PathLike, dataset_id: str,
     if isinstance(domain, str):
         import gymnasium
 
-        import dvdf.envs  # registers the domains with gymnasium
         from dvdf.envs import get_domain
 
         spec = get_domain(domain)

@@ -46,9 +46,8 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from dvdf import layout
 from dvdf.errors import DvdfError
-from dvdf.layout import DIVERGED, DIVERGED_METRIC, FAILED, FINISHED, SWEEP_FILE
+from dvdf.layout import DIVERGED, FAILED, FINISHED, SWEEP_FILE
 from dvdf.schema import to_dict
 from dvdf.tune import prepare as prep
 from dvdf.tune.results import StudyResult, collect, format_table, load_stored_sweep, write_tables
