@@ -66,7 +66,7 @@ def test_list_bad_dir(tmp_path, capsys):
 
 @pytest.mark.ray
 def test_suite_runs_as_ray_tasks(ray_session, tmp_path, capsys):
-    from dvdf.tune.collect_suite import run_suite
+    from dvdf.data.suite_ray import run_suite
 
     path = write_spec(tmp_path, f"""
         data_dir: data

@@ -31,7 +31,7 @@ from dvdf.data.catalogue import record_dataset
 from dvdf.data.dataset import PROVENANCE_KEY, PROVENANCE_NAMES_KEY, Dataset, concatenate
 from dvdf.data.hdf5 import read_summary, write_dataset
 from dvdf.data.rollout import collect_rollouts, stochastic_actor
-from dvdf.data.sac import SACConfig, SACResult, load_actor, load_replay, train_sac
+from dvdf.data.behaviour import SACConfig, SACResult, load_actor, load_replay, train_sac
 from dvdf.errors import DvdfError
 
 # Named sizes for `dvdf collect --preset`; explicit flags override their values.
@@ -157,7 +157,9 @@ def generate_dataset(domain: str, quality: str, collect: CollectConfig, policy: 
         names = ["medium", "expert"]
 
     settings = dataclasses.asdict(collect)
-    settings.pop("num_envs")  # how rollouts are batched does not define the dataset's policies
+    # How rollouts are batched and whether SAC's update was compiled do not define the dataset.
+    settings.pop("num_envs")
+    settings.pop("sac_compile")
     metadata: dict[str, Any] = {
         "domain": domain,
         "quality": quality,
