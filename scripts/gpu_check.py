@@ -100,7 +100,8 @@ def part_sweep(device: str, rehearsal: bool) -> dict[str, Any]:
         config = root / "gpu_check_sweep.yaml"
         config.write_text(tiny_sweep_yaml(root, gpu, concurrent))
         began = time.perf_counter()
-        proc = _checked(_dvdf("sweep", str(config), "--quiet", timeout=300), "dvdf sweep")
+        # A GPU machine runs it in ~1-2 minutes; the CPU rehearsal on a shared laptop takes longer.
+        proc = _checked(_dvdf("sweep", str(config), "--quiet", timeout=1800 if rehearsal else 300), "dvdf sweep")
         seconds = time.perf_counter() - began
         trials_csv = next((root / "results").rglob("trials.csv"), None)
         rows = list(csv.DictReader(trials_csv.open())) if trials_csv else []

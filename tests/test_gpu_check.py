@@ -19,7 +19,7 @@ SCRIPT = REPO / "scripts" / "gpu_check.py"
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=900, check=False)
+                          env=env, timeout=2400, check=False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: run make gpu-check")

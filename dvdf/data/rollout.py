@@ -7,7 +7,9 @@ episode cut by the transition budget ends with ``timeouts = True``, as in D4RL's
 :func:`parallel_rollouts` shards the sub-environments over worker processes so collection keeps
 every core busy (one MuJoCo step costs less than an inter-process round trip, so each worker
 steps its shard in-process and only the finished rows travel). Sub-environment i has its own
-reset seed and its own action-noise stream, so the rows do not depend on the number of workers.
+reset seed and its own action-noise stream, so the rows do not depend on the number of workers -
+up to float rounding: the policy's forward pass over a different number of rows rounds
+differently, and the simulator can amplify that over a long episode.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def parallel_rollouts(domain: str, actor, num_envs: int, transitions: int, seed:
                       description: str = "rollouts") -> Dataset:
     """Stochastic rollouts of the tanh-Gaussian ``actor`` (a :class:`dvdf.nets.TanhGaussianPolicy`)
     in ``num_envs`` sub-environments of ``domain``, sharded over ``workers`` processes (torch on one
-    thread each). The rows are the same for every ``workers``; ``workers=1`` runs in this process."""
+    thread each). The rows are the same for every ``workers`` up to float rounding (see the module
+    docstring); ``workers=1`` runs in this process."""
     from dvdf.data.dataset import concatenate
 
     workers = max(1, min(int(workers), num_envs))
