@@ -8,7 +8,9 @@ Parts (each timed; a failing part records its error and the others still run):
 * ``sweep``: a Ray Tune sweep of 4 tiny trials (a 2 x 2 grid over lambda and xi) at ``gpu: 0.25``
   each, so all four share the GPU at once - the fractional-GPU scheduling path;
 * ``ot``: OTDF's optimal-transport scorer on the GPU (rate, and agreement with the CPU on a subset);
-* ``sac``: the SAC update on the GPU (:mod:`dvdf.bench_sac`), eager and compiled (CUDA graphs).
+* ``sac``: the SAC update on the GPU (:mod:`dvdf.bench_sac`), eager and compiled (CUDA graphs);
+* ``collect``: environment steps/s of rollouts by 1, 2, 4, 8 worker processes (the GPU machine's
+  many idle cores are where parallel collection can be measured; a shared laptop has none free).
 
 Writes ``--out`` (default ``gpu_check.json``) with the GPU's name, and exits 0 when every part
 ran, 1 otherwise. Without a CUDA GPU it prints one line and exits 2.
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 EXIT_NO_GPU = 2
-PARTS = ("bench", "sweep", "ot", "sac")
+PARTS = ("bench", "sweep", "ot", "sac", "collect")
 
 
 def _dvdf(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -153,8 +155,17 @@ def part_sac(device: str, rehearsal: bool) -> dict[str, Any]:
     return sac_update_per_s((1,), updates=300, warmup=50, repeats=3, device=device, modes=("off", "step"))
 
 
+def part_collect(device: str, rehearsal: bool) -> dict[str, Any]:
+    from dvdf.bench_sac import collection_env_steps_per_s
+
+    if rehearsal:
+        return collection_env_steps_per_s((1, 2), transitions=400, num_envs=2)
+    workers = [n for n in (1, 2, 4, 8) if n <= (os.cpu_count() or 1)]
+    return collection_env_steps_per_s(workers, transitions=40_000, num_envs=8)
+
+
 PART_FUNCTIONS: dict[str, Callable[[str, bool], dict[str, Any]]] = {
-    "bench": part_bench, "sweep": part_sweep, "ot": part_ot, "sac": part_sac}
+    "bench": part_bench, "sweep": part_sweep, "ot": part_ot, "sac": part_sac, "collect": part_collect}
 
 
 # ------------------------------------------------------------------------------ driver

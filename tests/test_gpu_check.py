@@ -48,17 +48,18 @@ def test_sweep_file_is_a_valid_four_trial_grid_at_a_quarter_gpu(tmp_path):
 
 
 def test_cpu_rehearsal_writes_every_part(tmp_path):
-    """bench, OT and SAC for real at tiny sizes on the CPU (the sweep part: the slow test below)."""
+    """bench, OT, SAC and collection for real at tiny sizes on the CPU (the sweep: the slow test below)."""
     out = tmp_path / "g.json"
-    proc = run_script("--device", "cpu", "--parts", "bench", "ot", "sac", "--out", str(out), cwd=tmp_path)
+    proc = run_script("--device", "cpu", "--parts", "bench", "ot", "sac", "collect", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["rehearsal"] is True and report["gpu"] is None and report["errors"] == {}
-    assert set(report["parts"]) == {"bench", "ot", "sac"}
+    assert set(report["parts"]) == {"bench", "ot", "sac", "collect"}
     assert report["parts"]["bench"]["result"]["train_step_per_s"]["1"] > 0
     assert report["parts"]["ot"]["finite"] and report["parts"]["ot"]["subset_max_abs_diff_to_cpu"] == 0.0
     assert report["parts"]["sac"]["1"]["eager"]["updates_per_s"] > 0
-    assert set(report["seconds"]) == {"bench", "ot", "sac", "total"}
+    assert report["parts"]["collect"]["2"]["transitions"] == 400
+    assert set(report["seconds"]) == {"bench", "ot", "sac", "collect", "total"}
 
 
 @pytest.mark.slow
