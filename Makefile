@@ -2,6 +2,7 @@
 #
 #   make quickstart   install, then run the README's main job
 #   make test         install, then run the default test suite (what CI runs)
+#   make gpu-check    on a machine with a CUDA GPU: every CUDA path in one go, figures in gpu_check.json
 #
 # Torch: on a machine without torch the CPU wheel below is installed first, so pip never
 # pulls the multi-GB CUDA build. GPU users bring their own build, e.g.
@@ -14,7 +15,7 @@ TORCH_SPEC  ?= torch==2.13.0
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.dvdf-installed
 
-.PHONY: install quickstart test test-slow test-all bench clean
+.PHONY: install quickstart test test-slow test-all bench gpu-check clean
 
 install: $(STAMP)
 
@@ -38,6 +39,10 @@ test-all: install
 
 bench: install
 	$(BIN)/dvdf bench
+
+# < 8 minutes on one GPU; without one it prints one line and exits 2 (scripts/gpu_check.py).
+gpu-check: install
+	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} $(BIN)/python scripts/gpu_check.py --out gpu_check.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -56,10 +56,18 @@ class CollectConfig:
     snapshot_every: int = 10_000   # SAC snapshots considered for 'medium' (return ~ 1/3 expert)
     eval_episodes: int = 5         # episodes per snapshot evaluation
     num_envs: int = 8              # vectorised rollouts
+    rollout_workers: int = 0       # processes stepping the rollouts' envs; 0 = one per core (<= num_envs)
     seed: int = 0
+    # The SAC update: auto (compiled where a C++ compiler or GPU is present and the run is long
+    # enough), off (eager) or step (torch.compile of the whole update). Same math; not part of
+    # the dataset's identity.
+    sac_compile: Literal["auto", "off", "step"] = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.sac_compile in ("auto", "off", "step"),
+               f"collect.sac_compile must be auto, off or step, got {self.sac_compile!r}")
         _check(self.transitions > 0, "collect.transitions must be > 0")
+        _check(self.rollout_workers >= 0, "collect.rollout_workers must be >= 0 (0 = one per core)")
         _check(self.sac_steps > 0, "collect.sac_steps must be > 0")
         _check(0 < self.snapshot_every <= self.sac_steps, "collect.snapshot_every must be in (0, sac_steps]")
         _positive("collect", self, "eval_episodes", "num_envs")

@@ -185,14 +185,19 @@ class TanhGaussianPolicy(nn.Module):
     def sample(self, obs: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
         """A reparameterised sample and its log-probability (with the tanh change of variables)."""
         mean, log_std = self(obs)
-        std = log_std.exp()
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        pre_tanh = mean + std * noise
-        action = torch.tanh(pre_tanh)
-        gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-        # log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), the stable form.
-        jacobian = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
-        return action, (gaussian - jacobian).sum(-1)
+        return tanh_gaussian(mean, log_std, noise)
+
+
+def tanh_gaussian(mean: Tensor, log_std: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """The tanh-Gaussian sample a = tanh(mean + exp(log_std) * noise) for standard normal ``noise``,
+    and its log-probability (with the tanh change of variables), summed over the action dimension."""
+    pre_tanh = mean + log_std.exp() * noise
+    action = torch.tanh(pre_tanh)
+    gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    # log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), the stable form.
+    jacobian = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+    return action, (gaussian - jacobian).sum(-1)
 
 
 class ContrastiveEncoders(nn.Module):

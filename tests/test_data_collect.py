@@ -14,7 +14,7 @@ from dvdf.data import read_dataset
 from dvdf.data.catalogue import list_data_dir
 from dvdf.data.collect import ensure_dataset, pick_medium, policy_run_dir
 from dvdf.data.rollout import collect_rollouts
-from dvdf.data.sac import SACConfig, load_replay, train_sac
+from dvdf.data.behaviour import SACConfig, load_replay, train_sac
 from dvdf.envs import make_vector_env
 from dvdf.errors import DvdfError
 
@@ -155,3 +155,22 @@ def test_rollouts_keep_episodes_contiguous():
     assert np.all(follows[~ends[:-1]])
     assert not np.any(follows[ends[:-1]])
     assert ends[-1]
+
+
+def test_parallel_rollouts_same_rows_for_any_worker_count():
+    """Sub-environments sharded over 2 worker processes give the rows of 1 process (each sub-env has
+    its own reset seed and noise stream), in the same env-major order - up to float rounding: the
+    policy's forward pass over 3 rows and over 1-2 rows rounds differently."""
+    from dvdf.data.rollout import parallel_rollouts
+    from dvdf.nets import TanhGaussianPolicy, seeded_generators
+
+    actor = TanhGaussianPolicy(11, 3, 32, 2, generators=seeded_generators(4)[0])
+    one = parallel_rollouts("hopper", actor, 3, 301, seed=7, workers=1, label=1)
+    two = parallel_rollouts("hopper", actor, 3, 301, seed=7, workers=2, label=1)
+    assert len(one) == len(two) == 301
+    for name in ("observations", "actions", "rewards", "next_observations"):
+        np.testing.assert_allclose(getattr(one, name), getattr(two, name), rtol=1e-4, atol=1e-4, err_msg=name)
+    for name in ("terminals", "timeouts"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name), err_msg=name)
+    np.testing.assert_array_equal(one.extras["provenance"], two.extras["provenance"])
+    assert one.actions.std(axis=0).min() > 0.01   # stochastic

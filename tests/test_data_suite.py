@@ -66,7 +66,7 @@ def test_list_bad_dir(tmp_path, capsys):
 
 @pytest.mark.ray
 def test_suite_runs_as_ray_tasks(ray_session, tmp_path, capsys):
-    from dvdf.tune.collect_suite import run_suite
+    from dvdf.data.suite_ray import run_suite
 
     path = write_spec(tmp_path, f"""
         data_dir: data
@@ -95,3 +95,18 @@ def test_suite_runs_as_ray_tasks(ray_session, tmp_path, capsys):
     mtimes = {p: p.stat().st_mtime_ns for p in data_dir.glob("*.hdf5")}
     run_suite(spec, progress=False)
     assert {p: p.stat().st_mtime_ns for p in data_dir.glob("*.hdf5")} == mtimes
+
+
+@pytest.mark.parametrize("name, robots", [("d4rl_hopper", ["hopper"]),
+                                          ("d4rl_locomotion", ["walker2d", "halfcheetah", "ant"])])
+def test_shipped_d4rl_suites_plan(name, robots):
+    """The shipped D4RL-recipe suites load and plan: 1M SAC steps, 1M transitions, all five qualities."""
+    from pathlib import Path
+
+    from dvdf.config import QUALITIES
+
+    spec = load_suite_spec(Path(__file__).resolve().parents[1] / "data_suites" / f"{name}.yaml")
+    assert list(spec.robots) == robots and set(spec.qualities) == set(QUALITIES)
+    assert spec.collect.sac_steps == spec.collect.transitions == 1_000_000
+    plan = plan_suite(spec)
+    assert len(plan.domains) == 2 * len(robots) and len(plan.datasets) == 5 * len(plan.domains)

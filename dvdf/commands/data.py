@@ -176,7 +176,7 @@ def _suite(args: argparse.Namespace) -> int:
         else:
             print(plan.describe())
         return 0
-    from dvdf.tune.collect_suite import run_suite
+    from dvdf.data.suite_ray import run_suite
 
     result = run_suite(spec, address=args.address, progress=not args.json)
     if args.json:

@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from dvdf.cache import artifact_key, file_lock
 from dvdf.config import QUALITIES, CollectConfig
+from dvdf.data.behaviour import SACConfig, SACResult, load_actor, load_replay, train_sac
 from dvdf.data.catalogue import record_dataset
 from dvdf.data.dataset import PROVENANCE_KEY, PROVENANCE_NAMES_KEY, Dataset, concatenate
 from dvdf.data.hdf5 import read_summary, write_dataset
-from dvdf.data.rollout import collect_rollouts, stochastic_actor
-from dvdf.data.sac import SACConfig, SACResult, load_actor, load_replay, train_sac
+from dvdf.data.rollout import default_workers, parallel_rollouts
 from dvdf.errors import DvdfError
 
 # Named sizes for `dvdf collect --preset`; explicit flags override their values.
@@ -95,17 +94,11 @@ def pick_medium(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ generation
 def _rollouts(domain: str, policy: SACResult, snapshot: dict[str, Any], role: str, label: int,
               collect: CollectConfig, progress: bool) -> Dataset:
-    from dvdf.envs import make_vector_env
-
     seed = collect.seed * 10 + ROLLOUT_SEED_OFFSET[role]
     actor = load_actor(policy.run_dir, snapshot)
-    envs = make_vector_env(domain, collect.num_envs)
-    try:
-        act = stochastic_actor(actor, torch.Generator().manual_seed(seed))
-        return collect_rollouts(envs, act, collect.transitions, seed=seed, progress=progress, label=label,
-                                description=f"{domain} {role}")
-    finally:
-        envs.close()
+    workers = collect.rollout_workers or default_workers(collect.num_envs, collect.transitions)
+    return parallel_rollouts(domain, actor, collect.num_envs, collect.transitions, seed=seed, workers=workers,
+                             label=label, progress=progress, description=f"{domain} {role}")
 
 
 def _replay_dataset(policy: SACResult, upto: int, snapshot_every: int) -> Dataset:
@@ -157,7 +150,9 @@ def generate_dataset(domain: str, quality: str, collect: CollectConfig, policy: 
         names = ["medium", "expert"]
 
     settings = dataclasses.asdict(collect)
-    settings.pop("num_envs")  # how rollouts are batched does not define the dataset's policies
+    # How rollouts are batched and whether SAC's update was compiled do not define the dataset.
+    for how in ("num_envs", "rollout_workers", "sac_compile"):
+        settings.pop(how)
     metadata: dict[str, Any] = {
         "domain": domain,
         "quality": quality,

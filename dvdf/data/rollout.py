@@ -3,11 +3,21 @@
 One policy forward per vector step serves every sub-environment. Each sub-environment's rows
 are kept together, so the result has whole episodes one after another (the D4RL layout); an
 episode cut by the transition budget ends with ``timeouts = True``, as in D4RL's files.
+
+:func:`parallel_rollouts` shards the sub-environments over worker processes so collection keeps
+every core busy (one MuJoCo step costs less than an inter-process round trip, so each worker
+steps its shard in-process and only the finished rows travel). Sub-environment i has its own
+reset seed and its own action-noise stream, so the rows do not depend on the number of workers -
+up to float rounding: the policy's forward pass over a different number of rows rounds
+differently, and the simulator can amplify that over a long episode.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +42,19 @@ def stochastic_actor(actor: torch.nn.Module, generator: torch.Generator) -> ActF
     return act
 
 
+def per_env_stochastic_actor(actor: torch.nn.Module, generators: Sequence[torch.Generator]) -> ActFn:
+    """As :func:`stochastic_actor`, with row i's noise drawn from ``generators[i]`` (one stream per
+    sub-environment, so a shard of the envs draws exactly the noise it would draw unsharded)."""
+
+    @torch.inference_mode()
+    def act(obs: np.ndarray) -> np.ndarray:
+        mean, log_std = actor(torch.from_numpy(np.asarray(obs, dtype=np.float32)))
+        noise = torch.stack([torch.randn(mean.shape[-1], generator=g) for g in generators])
+        return torch.tanh(mean + log_std.exp() * noise).numpy()
+
+    return act
+
+
 def deterministic_actor(actor: torch.nn.Module, device: str | torch.device = "cpu") -> ActFn:
     @torch.inference_mode()
     def act(obs: np.ndarray) -> np.ndarray:
@@ -46,25 +69,35 @@ def _autoreset_mode(envs) -> str:
     return getattr(mode, "value", str(mode))
 
 
+def env_quotas(transitions: int, total_envs: int) -> np.ndarray:
+    """Rows per sub-environment: the budget split evenly, the first ones taking the remainder."""
+    quota = np.full(total_envs, transitions // total_envs)
+    quota[: transitions % total_envs] += 1
+    return quota
+
+
 def collect_rollouts(envs, act: ActFn, transitions: int, seed: int, progress: bool = False,
-                     label: Optional[int] = None, description: str = "rollouts") -> Dataset:
+                     label: Optional[int] = None, description: str = "rollouts", first_env: int = 0,
+                     total_envs: Optional[int] = None) -> Dataset:
     """Run ``act`` in the vector env ``envs`` until ``transitions`` rows are recorded.
 
-    The budget is split evenly over the sub-environments (reset with seeds ``seed*1000 + i``).
-    With ``label``, an int ``provenance`` column holding it is added.
+    The budget is split evenly over the sub-environments (sub-env i reset with seed
+    ``seed*1000 + i``). ``envs`` may be a shard: sub-environments ``first_env, ...`` of
+    ``total_envs``, recording their share of the budget. With ``label``, an int ``provenance``
+    column holding it is added.
     """
     num_envs = envs.num_envs
-    quota = np.full(num_envs, transitions // num_envs)
-    quota[: transitions % num_envs] += 1
+    total_envs = num_envs if total_envs is None else total_envs
+    quota = env_quotas(transitions, total_envs)[first_env:first_env + num_envs]
     mode = _autoreset_mode(envs)
     if mode not in ("NextStep", "SameStep"):
         raise ValueError(f"collect_rollouts: unsupported vector-env autoreset mode {mode!r}")
 
-    obs, _ = envs.reset(seed=[seed * 1000 + i for i in range(num_envs)])
+    obs, _ = envs.reset(seed=[seed * 1000 + first_env + i for i in range(num_envs)])
     recorded = np.zeros(num_envs, dtype=np.int64)
     resetting = np.zeros(num_envs, dtype=bool)  # NextStep: this step only resets the sub-env
     steps: list[tuple[np.ndarray, ...]] = []
-    bar = tqdm(total=transitions, desc=description, disable=None if progress else True, unit="tr",
+    bar = tqdm(total=int(quota.sum()), desc=description, disable=None if progress else True, unit="tr",
                leave=False)
     while (recorded < quota).any():
         action = act(obs).astype(np.float32, copy=False)
@@ -104,3 +137,64 @@ def collect_rollouts(envs, act: ActFn, transitions: int, seed: int, progress: bo
     if label is not None:
         dataset.extras["provenance"] = np.full(len(dataset), label, dtype=np.int64)
     return dataset
+
+
+# ------------------------------------------------------------------------------ parallel
+# Starting a worker process (interpreter, torch, MuJoCo) costs seconds; below this many transitions
+# per quality the rollouts run in this process.
+PARALLEL_MIN_TRANSITIONS = 100_000
+
+
+def default_workers(num_envs: int, transitions: int) -> int:
+    """One rollout worker per core this process may use, at most one per sub-environment; one for
+    budgets too small to repay starting workers."""
+    if transitions < PARALLEL_MIN_TRANSITIONS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, num_envs))
+
+
+def parallel_rollouts(domain: str, actor, num_envs: int, transitions: int, seed: int, workers: int = 1,
+                      label: Optional[int] = None, progress: bool = False,
+                      description: str = "rollouts") -> Dataset:
+    """Stochastic rollouts of the tanh-Gaussian ``actor`` (a :class:`dvdf.nets.TanhGaussianPolicy`)
+    in ``num_envs`` sub-environments of ``domain``, sharded over ``workers`` processes (torch on one
+    thread each). The rows are the same for every ``workers`` up to float rounding (see the module
+    docstring); ``workers=1`` runs in this process."""
+    from dvdf.data.dataset import concatenate
+
+    workers = max(1, min(int(workers), num_envs))
+    bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
+    shards = [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    spec = {"obs_dim": actor.net.layers[0].in_features, "act_dim": actor.act_dim,
+            "hidden": actor.net.layers[0].out_features, "layers": len(actor.net.layers) - 1}
+    state = {k: v.detach().cpu() for k, v in actor.state_dict().items()}
+    jobs = [(domain, spec, state, first, count, num_envs, transitions, seed, label) for first, count in shards]
+    if workers == 1:
+        return _rollout_shard(*jobs[0], progress=progress, description=description)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        parts = list(pool.map(_rollout_shard, *zip(*jobs)))
+    # Each shard's last row already ends an episode (the budget cut), as the unsharded rows do.
+    return concatenate(parts, source=f"<{description}>")
+
+
+def _rollout_shard(domain: str, spec: dict, state: dict, first_env: int, count: int, total_envs: int,
+                   transitions: int, seed: int, label: Optional[int], progress: bool = False,
+                   description: str = "rollouts") -> Dataset:
+    """Sub-environments ``[first_env, first_env + count)``: their rows (also a worker process's job)."""
+    from dvdf.envs import make_vector_env
+    from dvdf.nets import TanhGaussianPolicy
+
+    if first_env > 0 or count < total_envs:
+        torch.set_num_threads(1)   # a worker process: one core each
+    actor = TanhGaussianPolicy(spec["obs_dim"], spec["act_dim"], spec["hidden"], spec["layers"])
+    actor.load_state_dict(state)
+    actor.eval()
+    generators = [torch.Generator().manual_seed(seed * 1000 + first_env + i) for i in range(count)]
+    envs = make_vector_env(domain, count)
+    try:
+        return collect_rollouts(envs, per_env_stochastic_actor(actor, generators), transitions, seed,
+                                progress=progress, label=label, description=description, first_env=first_env,
+                                total_envs=total_envs)
+    finally:
+        envs.close()

@@ -10,7 +10,7 @@ A suite YAML::
 
 becomes one SAC training per domain (shared by all its qualities) and one dataset job per
 (domain, quality). This module is the plan and the work of each job, free of Ray; the Ray
-dispatch is :mod:`dvdf.tune.collect_suite`.
+dispatch is :mod:`dvdf.data.suite_ray`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 1. Missing datasets: :func:`missing_suites` turns them into dataset suites
    (:mod:`dvdf.data.suite`), which the runner generates as Ray tasks (one SAC run per domain,
-   then one task per dataset) with :func:`dvdf.tune.collect_suite.run_suite`.
+   then one task per dataset) with :func:`dvdf.data.suite_ray.run_suite`.
 2. Stages 1-2 (value model, dynamics scores, OTDF's VAE) depend on the data, the seed and their
    own hyperparameters, never on lambda or xi: one :func:`dvdf.experiment.prepare_experiment`
    call per (study, seed) at the study's base point builds or finds them (the stage cache

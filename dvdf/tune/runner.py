@@ -228,7 +228,7 @@ def prepare_stages(sweep: Sweep, jobs: list, progress: Optional[bool] = None) ->
 
 def generate_datasets(sweep: Sweep, missing: list, echo: Callable[[str], None] = print) -> None:
     """Missing datasets as a collection suite of Ray tasks (SAC per domain, then each dataset)."""
-    from dvdf.tune.collect_suite import run_suite
+    from dvdf.data.suite_ray import run_suite
 
     # SAC's small networks gain little from a GPU; use one only when the base config asks for CUDA.
     device = "cuda" if sweep.spec.base.device.startswith("cuda") else "cpu"

@@ -1,4 +1,5 @@
-"""Run a dataset suite (:mod:`dvdf.data.suite`) as Ray tasks.
+"""Run a dataset suite (:mod:`dvdf.data.suite`) as Ray tasks - the one module of ``dvdf.data``
+that imports Ray (inside :func:`run_suite` only, so importing this module stays cheap).
 
 One task per domain trains its SAC behaviour policy; one task per (domain, quality) generates
 a dataset and depends on its domain's policy task (Ray starts it once the policy is ready).

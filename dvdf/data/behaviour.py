@@ -1,18 +1,20 @@
-"""Soft Actor-Critic behaviour policies (Haarnoja et al. 2018), resumable, for D4RL-style data.
+"""Behaviour policies for D4RL-style data: SAC trained in a domain, resumable, snapshotted.
 
-Twin Q (one batched MLP, :class:`dvdf.nets.TwinQ`), tanh-Gaussian actor, automatic entropy
-tuning towards -|A|, 2x256 ReLU MLPs, Adam 3e-4, batch 256, gamma 0.99, tau 0.005, uniform
-random actions for the first ``start_steps`` environment steps; one gradient update per
-environment step afterwards.
+The learner is :class:`dvdf.algos.sac.SACAgent` (standard SAC: twin Q, tanh-Gaussian actor,
+automatic entropy tuning towards -|A|, 2x256 ReLU MLPs, Adam 3e-4, batch 256, gamma 0.99,
+tau 0.005). This module is the run around it: uniform random actions for the first
+``start_steps`` environment steps, then one gradient update per environment step; evaluation,
+snapshots and checkpoints every ``snapshot_every`` steps.
 
 A training run lives in a directory (see :func:`train_sac`):
 
 ``settings.json``    what the run is (its cache key is a hash of this)
-``checkpoint.pt``    full training state every ``snapshot_every`` steps (networks, optimisers,
+``checkpoint.pt``    full training state every ``snapshot_every`` steps (networks, optimiser,
                      RNG, simulator state) - an interrupted run resumes exactly where it stopped
 ``replay/``          the replay buffer, appended in chunks at each checkpoint (medium-replay data)
 ``snapshots/``       actor weights + evaluated returns every ``snapshot_every`` steps (step 0 =
                      the randomly initialised actor; the last = the expert)
+``curve.jsonl``      the learning curve: one line per snapshot (step, returns, updates/s, wall time)
 ``tensorboard/``     losses, temperature, Q values, evaluation returns
 ``result.json``      written when training completed
 """
@@ -20,8 +22,8 @@ A training run lives in a directory (see :func:`train_sac`):
 from __future__ import annotations
 
 import json
-import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,19 +35,23 @@ import torch
 from tqdm.auto import tqdm
 
 from dvdf import __version__
+from dvdf.algos.sac import COMPILE_MODES, METRIC_NAMES, SACAgent, SACHyper, SACReplay, resolve_compile
 from dvdf.atomic import atomic_path, atomic_write_text
 from dvdf.data.rollout import deterministic_actor, stochastic_actor
 from dvdf.errors import DvdfError
-from dvdf.nets import TanhGaussianPolicy, TwinQ, seeded_generators
+from dvdf.nets import TanhGaussianPolicy
 
 DEFAULT_START_STEPS = 5_000
-METRIC_NAMES = ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")
-SETTINGS_FILE, CHECKPOINT_FILE, RESULT_FILE = "settings.json", "checkpoint.pt", "result.json"
+SETTINGS_FILE, CHECKPOINT_FILE, RESULT_FILE, CURVE_FILE = "settings.json", "checkpoint.pt", "result.json", "curve.jsonl"
+# Version of a run directory's contents. 2: one optimiser and one backward pass per update
+# (dvdf.algos.sac); a format-1 run is a different cache entry, never resumed by this code.
+RUN_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class SACConfig:
-    """SAC hyperparameters (standard values) and the run's bookkeeping intervals."""
+    """One behaviour-policy training: SAC's hyperparameters (:class:`~dvdf.algos.sac.SACHyper`'s
+    standard values) and the run's length and bookkeeping intervals."""
 
     steps: int = 1_000_000
     batch_size: int = 256
@@ -60,10 +66,13 @@ class SACConfig:
     eval_episodes: int = 5
     log_every: int = 1_000          # TensorBoard scalars
     seed: int = 0
+    compile: str = "auto"           # the update: auto | off (eager) | step (torch.compile), same math
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or not 0 < self.snapshot_every <= self.steps:
             raise DvdfError("sac: steps, batch_size > 0 and snapshot_every in (0, steps] required")
+        if self.compile not in COMPILE_MODES:
+            raise DvdfError(f"sac: compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
     @property
     def resolved_start_steps(self) -> int:
@@ -71,146 +80,26 @@ class SACConfig:
             return self.start_steps
         return min(DEFAULT_START_STEPS, max(1, self.steps // 10))
 
+    @property
+    def hyper(self) -> SACHyper:
+        return SACHyper(batch_size=self.batch_size, lr=self.lr, discount=self.discount, polyak=self.polyak,
+                        hidden=self.hidden, layers=self.layers, init_temperature=self.init_temperature,
+                        seed=self.seed)
+
     @classmethod
     def from_collect(cls, collect) -> "SACConfig":
         """From a :class:`dvdf.config.CollectConfig`."""
         return cls(steps=collect.sac_steps, snapshot_every=collect.snapshot_every,
-                   eval_episodes=collect.eval_episodes, seed=collect.seed)
+                   eval_episodes=collect.eval_episodes, seed=collect.seed, compile=collect.sac_compile)
 
     def identity(self, domain: str) -> dict[str, Any]:
-        """Everything the trained policies depend on (the behaviour-policy cache key)."""
+        """Everything the trained policies depend on (the behaviour-policy cache key). The compile
+        mode is not part of it: compiled and eager updates agree to float tolerance."""
         settings = asdict(self)
         settings.pop("log_every")
+        settings.pop("compile")
         settings["start_steps"] = self.resolved_start_steps
-        return {"kind": "sac-behaviour-policy", "format": 1, "domain": domain, **settings}
-
-
-# ------------------------------------------------------------------------------ agent
-class SACAgent:
-    """Networks, optimisers and the update step (all tensors on ``device``)."""
-
-    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device):
-        init = seeded_generators([config.seed, config.seed + 1])
-        width, depth = config.hidden, config.layers
-        self.actor = TanhGaussianPolicy(obs_dim, act_dim, width, depth, generators=init[0]).to(device)
-        self.critic = TwinQ(obs_dim, act_dim, width, depth, generators=init[1]).to(device)
-        self.critic_target = TwinQ(obs_dim, act_dim, config.hidden, config.layers).to(device)
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.critic_target.requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(config.init_temperature), device=device, requires_grad=True)
-        self.target_entropy = -float(act_dim)
-        adam = dict(lr=config.lr, foreach=True)  # foreach: one kernel per op over all parameters
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), **adam)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), **adam)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], **adam)
-        self.discount, self.polyak = config.discount, config.polyak
-        self._online = list(self.critic.parameters())
-        self._target = list(self.critic_target.parameters())
-
-    def update(self, obs, act, rew, done, next_obs, generator: torch.Generator) -> torch.Tensor:
-        """One SAC step; returns the metrics (METRIC_NAMES) as one detached tensor (no host sync)."""
-        alpha = self.log_alpha.exp().detach()
-        with torch.no_grad():
-            next_act, next_logp = self.actor.sample(next_obs, generator)
-            next_q = self.critic_target(next_obs, next_act).min(0).values - alpha * next_logp
-            target = rew + self.discount * (1.0 - done) * next_q
-        q = self.critic(obs, act)                                   # (2, B): both heads in one pass
-        critic_loss = (q - target).pow(2).mean(1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-
-        # Actor: gradients flow through the critic to the action only, not into its weights.
-        self.critic.requires_grad_(False)
-        new_act, logp = self.actor.sample(obs, generator)
-        actor_loss = (alpha * logp - self.critic(obs, new_act).min(0).values).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
-        self.critic.requires_grad_(True)
-
-        logp = logp.detach()
-        alpha_loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
-
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, self.polyak)
-            return torch.stack([critic_loss.detach(), actor_loss.detach(), alpha, -logp.mean(),
-                                q.detach().mean()])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(),
-                "log_alpha": self.log_alpha.detach().clone(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
-
-
-# ------------------------------------------------------------------------------ replay
-class ReplayStorage:
-    """The SAC replay buffer: one packed float tensor, rows = [s, a, r, terminal, timeout, s'].
-
-    Packing makes a minibatch one ``index_select`` and a stored step one row copy. Persisted
-    as chunk files (one per checkpoint interval) so a checkpoint writes only the new rows.
-    """
-
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.width = 2 * obs_dim + act_dim + 3
-        self.data = torch.zeros(capacity, self.width, device=device)
-        self.size = 0
-        self.persisted = 0
-
-    def add(self, obs, act, reward, terminal, timeout, next_obs) -> None:
-        flags = (reward, float(terminal), float(timeout))
-        row = np.concatenate([obs, act, flags, next_obs]).astype(np.float32)
-        self.data[self.size].copy_(torch.from_numpy(row))
-        self.size += 1
-
-    def split(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        d, a = self.obs_dim, self.act_dim
-        return {"observations": rows[:, :d], "actions": rows[:, d:d + a], "rewards": rows[:, d + a],
-                "terminals": rows[:, d + a + 1], "timeouts": rows[:, d + a + 2],
-                "next_observations": rows[:, d + a + 3:]}
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        index = torch.randint(self.size, (batch_size,), generator=generator, device=self.data.device)
-        return self.split(self.data.index_select(0, index))
-
-    def save_new_rows(self, directory: Path) -> None:
-        if self.size == self.persisted:
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / f"rows_{self.persisted:09d}_{self.size:09d}.pt") as tmp:
-            torch.save(self.data[self.persisted:self.size].cpu().clone(), tmp)
-        self.persisted = self.size
-
-    def load(self, directory: Path, size: int) -> None:
-        """Rows [0, size) from the chunk files (later chunks of an interrupted run are ignored)."""
-        self.size = 0
-        while self.size < size:
-            # Several chunks can start here (a crash after a chunk, before its checkpoint); the
-            # run is deterministic, so they agree on their common rows: take the longest.
-            matches = sorted(directory.glob(f"rows_{self.size:09d}_*.pt"))
-            if not matches:
-                raise DvdfError(f"{directory}: replay chunk starting at row {self.size} is missing")
-            rows = torch.load(matches[-1], weights_only=True)
-            rows = rows[: size - self.size]
-            self.data[self.size:self.size + len(rows)].copy_(rows)
-            self.size += len(rows)
-        self.persisted = self.size
+        return {"kind": "sac-behaviour-policy", "format": RUN_FORMAT, "domain": domain, **settings}
 
 
 def load_replay(run_dir: str | os.PathLike, upto: Optional[int] = None) -> dict[str, np.ndarray]:
@@ -218,7 +107,7 @@ def load_replay(run_dir: str | os.PathLike, upto: Optional[int] = None) -> dict[
     run_dir = Path(run_dir)
     settings = json.loads((run_dir / SETTINGS_FILE).read_text())
     size = json.loads((run_dir / RESULT_FILE).read_text())["steps"] if upto is None else upto
-    storage = ReplayStorage(size, settings["obs_dim"], settings["act_dim"], torch.device("cpu"))
+    storage = SACReplay(size, settings["obs_dim"], settings["act_dim"], "cpu")
     storage.load(run_dir / "replay", size)
     return {key: value.numpy() for key, value in storage.split(storage.data).items()}
 
@@ -282,9 +171,13 @@ def train_sac(domain: str, config: SACConfig, run_dir: str | os.PathLike, device
 
     A completed run is loaded, not retrained. An incomplete one resumes from its last
     checkpoint and continues the same run: same replay buffer, networks, optimiser moments,
-    random streams and simulator state, so the result equals an uninterrupted run.
+    random streams and simulator state, so the result equals an uninterrupted run (in the same
+    compile mode; across modes it agrees to float tolerance).
     ``stop_at`` ends this call after that many steps (checkpointed; returns None) - used to
     split a long training into jobs, and by the resume test.
+
+    Prints one header line (the compile mode chosen and why) and, without ``progress``, one line
+    per snapshot (step, returns, update rate) on stderr - the log of a background run.
     """
     from dvdf.envs import get_domain, make_env
     from dvdf.evaluation import Evaluator
@@ -301,8 +194,10 @@ def train_sac(domain: str, config: SACConfig, run_dir: str | os.PathLike, device
     if not (run_dir / SETTINGS_FILE).exists():
         atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
 
-    agent = SACAgent(spec.obs_dim, spec.act_dim, config, device_t)
-    replay = ReplayStorage(config.steps, spec.obs_dim, spec.act_dim, device_t)
+    start_steps = config.resolved_start_steps
+    compile_mode, why = resolve_compile(config.compile, device_t, config.steps - start_steps)
+    replay = SACReplay(config.steps, spec.obs_dim, spec.act_dim, device_t)
+    agent = SACAgent(spec.obs_dim, spec.act_dim, config.hyper, device_t, replay, compile=compile_mode)
     generator = torch.Generator(device=device_t).manual_seed(config.seed)
     env = make_env(spec.name)
     obs, _ = env.reset(seed=config.seed)
@@ -323,18 +218,20 @@ def train_sac(domain: str, config: SACConfig, run_dir: str | os.PathLike, device
         obs = ckpt["obs"]
         step, snapshots = ckpt["step"], ckpt["snapshots"]
         episode_return, episode_length, episodes_done = ckpt["episode"]
+    print(f"SAC {spec.name}: step {step} of {config.steps}, update compile: {compile_mode} ({why}), "
+          f"torch threads {torch.get_num_threads()}, device {device_t}", file=sys.stderr, flush=True)
 
     from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
 
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step or None)
     evaluator = Evaluator(spec.name, config.eval_episodes)
-    start_steps = config.resolved_start_steps
     metric_sum = torch.zeros(len(METRIC_NAMES), device=device_t)
     metric_count = 0
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=config.steps, initial=step, desc=f"SAC {spec.name}", unit="step",
                disable=None if progress else True)
-    started, started_step = time.perf_counter(), step
+    # Update rate of the interval since the last snapshot (updates only, evaluation excluded).
+    interval = {"updates": 0, "update_s": 0.0, "started": time.perf_counter()}
 
     def snapshot() -> None:
         """Save + evaluate the current actor (step 0: the random policy; last: the expert)."""
@@ -350,6 +247,17 @@ def train_sac(domain: str, config: SACConfig, run_dir: str | os.PathLike, device
                           "return_deterministic": float(deterministic), "path": str(relative)})
         writer.add_scalar("eval/return_stochastic", stochastic, step)
         writer.add_scalar("eval/return_deterministic", deterministic, step)
+        rate = interval["updates"] / interval["update_s"] if interval["update_s"] > 0 else None
+        line = {"step": step, "return_deterministic": round(float(deterministic), 2),
+                "return_stochastic": round(float(stochastic), 2),
+                "updates_per_s": None if rate is None else round(rate, 1),
+                "interval_s": round(time.perf_counter() - interval["started"], 1), "time": time.time()}
+        with open(run_dir / CURVE_FILE, "a") as curve:
+            curve.write(json.dumps(line) + "\n")
+        if not progress:
+            print(f"SAC {spec.name} step {step}: return deterministic {deterministic:.1f}, stochastic "
+                  f"{stochastic:.1f}; {line['updates_per_s']} updates/s", file=sys.stderr, flush=True)
+        interval.update(updates=0, update_s=0.0, started=time.perf_counter())
         bar.set_postfix(ret=f"{deterministic:.0f}")
 
     def checkpoint() -> None:
@@ -367,12 +275,9 @@ def train_sac(domain: str, config: SACConfig, run_dir: str | os.PathLike, device
     while step < end:
         if step < start_steps:
             action_t = low + (high - low) * torch.rand(low.shape, generator=generator, device=device_t)
+            action = action_t.cpu().numpy()
         else:
-            with torch.no_grad():
-                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device_t)[None]
-                action_t, _ = agent.actor.sample(obs_t, generator)
-            action_t = action_t[0]
-        action = action_t.cpu().numpy()
+            action = agent.act(obs, generator)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         replay.add(obs, action, reward, terminated, truncated and not terminated, next_obs)
         episode_return += float(reward)
@@ -384,17 +289,16 @@ def train_sac(domain: str, config: SACConfig, run_dir: str | os.PathLike, device
         else:
             obs = next_obs
         if step >= start_steps:
-            b = replay.sample(config.batch_size, generator)
-            metric_sum += agent.update(b["observations"], b["actions"], b["rewards"], b["terminals"],
-                                       b["next_observations"], generator)
+            began = time.perf_counter()
+            metric_sum += agent.update(generator)
+            interval["update_s"] += time.perf_counter() - began
+            interval["updates"] += 1
             metric_count += 1
         step += 1
         bar.update(1)
         if metric_count and step % config.log_every == 0:
             for name, value in zip(METRIC_NAMES, (metric_sum / metric_count).tolist()):
                 writer.add_scalar(f"train/{name}", value, step)
-            elapsed = time.perf_counter() - started
-            writer.add_scalar("time/steps_per_second", (step - started_step) / max(elapsed, 1e-9), step)
             metric_sum.zero_()
             metric_count = 0
         if step % config.snapshot_every == 0 or step == config.steps:
