@@ -363,7 +363,6 @@ def run_benchmark(threads: Sequence[int] = (1, 2), steps: int = 300, warmup: int
         "gpu_utilization_error": next((r["gpu_utilization_error"] for r in results
                                        if r.get("gpu_utilization_error")), None),
         "evaluation": {str(r["threads"]): r["evaluation"] for r in results} if evaluation else None,
-        # The place for the SAC update's rates (dvdf/bench_sac.py) once it exists: "sac": {...}.
         "device": device if device != "cpu" else f"cpu ({_cpu_name()})",
         "torch": torch.__version__,
         "load_average_1min": round(load_before, 2),   # > cores: other processes compete

@@ -116,7 +116,7 @@ def part_sweep(device: str, rehearsal: bool) -> dict[str, Any]:
 def part_ot(device: str, rehearsal: bool) -> dict[str, Any]:
     import torch
 
-    from dvdf.config import ScorerConfig
+    from dvdf.config import OTConfig
     from dvdf.filtering.optimal_transport import ot_scores
 
     n_source, n_target = (600, 300) if rehearsal else (20_000, 5_000)
@@ -127,7 +127,7 @@ def part_ot(device: str, rehearsal: bool) -> dict[str, Any]:
                 "next_observations": torch.randn(n, 11, generator=gen)}
 
     source, target = data(n_source), data(n_target)
-    cfg = ScorerConfig(ot_chunk=min(10_000, n_source))
+    cfg = OTConfig(chunk=min(10_000, n_source))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     ot_scores(source, target, cfg, device)   # warm-up: allocator, kernels
     sync()
@@ -137,12 +137,12 @@ def part_ot(device: str, rehearsal: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     # The same scores on the CPU, on a subset (the CPU is slow at the full size).
     k = min(500, n_source)
-    sub_cfg = ScorerConfig(ot_chunk=k)
+    sub_cfg = OTConfig(chunk=k)
     small = {key: value[:k] for key, value in source.items()}
     small_target = {key: value[: min(1000, n_target)] for key, value in target.items()}
     here = ot_scores(small, small_target, sub_cfg, device).cpu()
     cpu = ot_scores(small, small_target, sub_cfg, "cpu")
-    return {"source": n_source, "target": n_target, "chunk": cfg.ot_chunk, "seconds": seconds,
+    return {"source": n_source, "target": n_target, "chunk": cfg.chunk, "seconds": seconds,
             "source_points_per_s": n_source / seconds, "finite": bool(torch.isfinite(scores).all()),
             "subset_max_abs_diff_to_cpu": float((here - cpu).abs().max())}
 

@@ -55,7 +55,7 @@ def test_cpu_rehearsal_writes_every_part(tmp_path):
     report = json.loads(out.read_text())
     assert report["rehearsal"] is True and report["gpu"] is None and report["errors"] == {}
     assert set(report["parts"]) == {"bench", "ot", "sac", "collect"}
-    assert report["parts"]["bench"]["result"]["train_step_per_s"]["1"] > 0
+    assert report["parts"]["bench"]["result"]["train"]["1"]["steps_per_s"]["authors"] > 0
     assert report["parts"]["ot"]["finite"] and report["parts"]["ot"]["subset_max_abs_diff_to_cpu"] == 0.0
     assert report["parts"]["sac"]["1"]["eager"]["updates_per_s"] > 0
     assert report["parts"]["collect"]["2"]["transitions"] == 400

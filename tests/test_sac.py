@@ -129,11 +129,11 @@ def test_sac_learns_a_contextual_bandit():
 
 
 def test_resolve_compile(monkeypatch):
-    monkeypatch.setattr(sac_module, "has_cpp_compiler", lambda: True)
+    monkeypatch.setattr(sac_module, "cpp_compiler", lambda: "/usr/bin/g++")
     assert resolve_compile("auto", "cpu", 1_000_000)[0] == "step"
     assert resolve_compile("auto", "cpu", 100)[0] == "off"          # too short to repay compiling
     assert resolve_compile("off", "cpu", 1_000_000)[0] == "off"
-    monkeypatch.setattr(sac_module, "has_cpp_compiler", lambda: False)
+    monkeypatch.setattr(sac_module, "cpp_compiler", lambda: None)
     mode, why = resolve_compile("auto", "cpu", 1_000_000)
     assert mode == "off" and "compiler" in why
     with pytest.raises(DvdfError, match="C\\+\\+ compiler"):

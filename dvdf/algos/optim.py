@@ -26,6 +26,23 @@ def make_adam(params: Union[Iterable[torch.nn.Parameter], Iterable[dict]], lr: f
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+def init_adam_state(optimizer: torch.optim.Adam) -> None:
+    """Create the per-parameter state (step, exp_avg, exp_avg_sq) that ``optimizer.step()`` would
+    create lazily, in its layout (a float32 step on the parameter's device for fused Adam, a CPU one
+    otherwise), so a function (:func:`adam_step_`) can update it in place from the first step on -
+    and the optimiser's ``state_dict`` stays what torch writes. Used by the SAC learner."""
+    for group in optimizer.param_groups:
+        if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+            raise ValueError("adam_step_ implements Adam without weight decay, amsgrad or maximize")
+        step_device = None if group.get("fused") or group.get("capturable") else "cpu"
+        for param in group["params"]:
+            state = optimizer.state[param]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=step_device or param.device)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+
 def adam_step_(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
                lr: Union[float, Tensor], t: Tensor, bias_correction1: Tensor, bias_correction2_sqrt: Tensor,
                beta1: float = ADAM_BETAS[0], beta2: float = ADAM_BETAS[1], eps: float = ADAM_EPS) -> None:

@@ -31,7 +31,6 @@ L_pi (alpha enters them detached).
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
@@ -41,8 +40,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
+from dvdf.algos.compile_mode import cpp_compiler
 from dvdf.algos.iql import polyak_update
-from dvdf.algos.optim import adam_step_, init_adam_state, make_adam
+from dvdf.algos.optim import adam_bias_corrections, adam_step_, init_adam_state, make_adam
 from dvdf.atomic import atomic_path
 from dvdf.errors import DvdfError
 from dvdf.nets import TanhGaussianPolicy, TwinQ, seeded_generators, tanh_gaussian
@@ -75,13 +75,6 @@ class SACHyper:
             raise DvdfError("sac: init_temperature must be > 0")
 
 
-def has_cpp_compiler() -> bool:
-    """Whether torch.compile's CPU backend (inductor's C++ kernels) can build: a C++ compiler on PATH."""
-    import os
-
-    return any(shutil.which(name) for name in filter(None, (os.environ.get("CXX"), "g++", "c++", "clang++")))
-
-
 def resolve_compile(mode: str, device: str | torch.device, updates: int) -> tuple[str, str]:
     """The mode a run uses, and why (one phrase for the run header).
 
@@ -93,7 +86,7 @@ def resolve_compile(mode: str, device: str | torch.device, updates: int) -> tupl
     if mode not in COMPILE_MODES:
         raise DvdfError(f"sac compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     device = torch.device(device)
-    can_build = device.type == "cuda" or has_cpp_compiler()
+    can_build = device.type == "cuda" or cpp_compiler() is not None
     if mode == "step":
         if not can_build:
             raise DvdfError("sac compile: step needs a C++ compiler (g++) for torch.compile on CPU; "
@@ -257,8 +250,12 @@ class SACAgent:
         params = dict(self.trained.named_parameters())
         grads, (_, metrics) = grad_and_value(self.losses, has_aux=True)(params, batch, noise)
         with torch.no_grad():
+            torch._foreach_add_(self._steps, 1.0)     # every tensor shares the step count t
+            t = self._steps[0]
+            beta1, beta2 = self._betas
+            bias1, bias2_sqrt = adam_bias_corrections(t, beta1, beta2)
             adam_step_(self._params, [grads[name] for name in self._names], self._exp_avgs, self._exp_avg_sqs,
-                       self._steps, self._lr, self._betas[0], self._betas[1], self._eps)
+                       self._lr, t, bias1, bias2_sqrt, beta1, beta2, self._eps)
             polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.hyper.polyak)
         return metrics
 

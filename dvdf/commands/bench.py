@@ -35,8 +35,9 @@ def register(subparsers) -> None:
     parser.add_argument("--no-evaluation", action="store_true", help="skip the evaluation timing")
     parser.add_argument("--no-simulation", action="store_true",
                         help="skip the domain-build and replay-check timings")
-    # A --sac section (the behaviour-policy SAC update, dvdf/bench_sac.py) is added here and in
-    # dvdf.bench.run_benchmark's result ("sac") when that module lands.
+    parser.add_argument("--sac", action="store_true",
+                        help="also time the behaviour-policy SAC update (batch 256, 2x256; eager and compiled) "
+                             "and the env-steps/s of data collection with 1 and 2 rollout workers")
     # Internal: one measurement in this process (run_benchmark starts one per thread count).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--compile-modes", nargs="+", choices=MODES, default=None, help=argparse.SUPPRESS)
@@ -77,6 +78,12 @@ def handle(args: argparse.Namespace) -> int:
     result = bench.run_benchmark(args.threads, args.steps, args.warmup, args.repeats, args.device,
                                  simulation=not args.no_simulation, members=args.members, compile_modes=modes,
                                  evaluation=not args.no_evaluation, train_modes=train_modes)
+    if args.sac:
+        from dvdf.bench_sac import run_sac_benchmark
+
+        sac_modes = ("off",) if unavailable else ("off", "step")
+        result["sac"] = run_sac_benchmark(args.threads, args.steps, args.warmup, args.repeats, args.device,
+                                          modes=sac_modes)
     if args.json:
         from dvdf.commands._common import print_json
 
@@ -117,6 +124,12 @@ def print_result(result: dict, args: argparse.Namespace) -> None:
     for n, ev in (result["evaluation"] or {}).items():
         print(f"{n:>8} threads: {ev['episodes']} hopper episodes ({ev['env_steps']} env steps) in "
               f"{ev['evaluator_s']:.2f} s; step-by-step loop {ev['step_by_step_s']:.2f} s ({ev['speedup']:.2f}x)")
+    for n, by_mode in (result.get("sac") or {}).get("sac_update_per_s", {}).items():
+        for mode, rates in by_mode.items():
+            print(f"{n:>8} threads: SAC update {mode:>8}: {rates['updates_per_s']:>7.1f}/s "
+                  f"({rates['updates_per_cpu_s']:.1f} per CPU-s)")
+    for workers, rates in ((result.get("sac") or {}).get("collection_env_steps_per_s") or {}).items():
+        print(f"{workers:>8} rollout workers: {rates['env_steps_per_s']:.0f} env steps/s")
     sim = result["simulation"]
     if sim:
         print(f"{sim['domain']}: build (cached XML) {sim['domain_build_s'] * 1000:.1f} ms; replay-check of "
