@@ -1,10 +1,12 @@
 """The checkpoint of a run: everything ``run_experiment(config, resume=dir)`` needs to continue
 bit-for-bit, in one file (layout.CHECKPOINT_FILE, a ``torch.save`` of a plain dict).
 
-Contents (format 2): the agent's state (networks, target critic, optimiser, scheduler, noise
-generator, step), every member's sampler state, torch's global RNG, the step, the seeds, the best
-normalized score per seed and the resolved config (for a human reading the file). Format 2 has one
-optimiser for all networks and a sampler per member; other formats are refused with one line.
+Contents (format 2): the agent's state (:meth:`dvdf.algos.filtered_iql.FilteredIQL.state_dict`:
+networks, target critic, Adam moments by parameter name, noise generator, step - the agent's own
+format 3; a dvdf 0.1.0 agent state, format 2 with torch's optimiser state, still loads), every
+member's sampler state, torch's global RNG, the step, the seeds, the best normalized score per seed
+and the resolved config (for a human reading the file). Other checkpoint formats are refused with
+one line.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Typed configuration of one experiment (``dvdf train``; the base of every sweep trial).
 
-Frozen dataclasses with documented defaults from the paper (see METHOD.md). Load with
+Frozen dataclasses with documented defaults from the paper (see docs/METHOD.md). Load with
 :func:`load_experiment_config`; the resolved config is written next to every run.
 Paper symbols: lambda = ``filter.tradeoff``, xi = ``filter.keep_ratio``.
 """
@@ -242,7 +242,7 @@ class FilterConfig:
 
 @dataclass(frozen=True)
 class IQLConfig:
-    """Stage 3 learner: IQL on target + kept source data (METHOD.md hyperparameters)."""
+    """Stage 3 learner: IQL on target + kept source data (docs/METHOD.md hyperparameters)."""
 
     steps: int = 1_000_000
     batch_size: int = 128        # per side: 128 source + 128 target
@@ -259,7 +259,7 @@ class IQLConfig:
     # backward as one graph), "step" (the whole update - batch gather, selection, losses, gradients,
     # Adam, Polyak - as one graph; on CUDA replayed as one CUDA graph), "auto" ("step" where a C++
     # compiler (CPU) or a GPU is present and iql.steps repays the compile time, else "off"; see
-    # dvdf.algos.whole_step.resolve_compile_mode). See dvdf/algos/iql_step.py.
+    # dvdf.algos.compile_mode.resolve_compile_mode). See dvdf/algos/iql_step.py.
     compile: Literal["auto", "off", "losses", "step"] = "auto"
     # Order within one update (dvdf/algos/iql_step.py): "authors" (their released DV_IGDF.train: V
     # step, then the TD target from the UPDATED V, Q step, Polyak, actor step with the advantage from

@@ -33,7 +33,7 @@ DIVERGED_METRIC = "diverged"             # trainable metric: 1.0 when the run st
 FINISHED = "finished"   # trained every step
 DIVERGED = "diverged"   # stopped early because a loss or a parameter became non-finite (not retried)
 PARTIAL = "partial"     # has evaluations but did not (yet) reach its last step
-FAILED = "failed"       # errored (a trial Ray marked as error, a run without readable results)
+FAILED = "failed"       # errored: a trial with Ray's error.txt that did not finish (dvdf.trials)
 PENDING = "pending"     # known (e.g. from the sweep definition) but has not reported anything
 STATUSES = (FINISHED, DIVERGED, PARTIAL, FAILED, PENDING)
 

@@ -309,7 +309,7 @@ def test_kinematic_shift_scales_exactly_the_intended_joint_ranges(name, expected
         joint_name = mujoco.mj_id2name(stock, mujoco.mjtObj.mjOBJ_JOINT, joint)
         want = expected.get(joint_name, stock.jnt_range[joint])
         np.testing.assert_allclose(shifted.jnt_range[joint], want, rtol=1e-12, atol=1e-15, err_msg=joint_name)
-    # ODRL level values from DOMAINS.md
+    # ODRL level values from docs/DOMAINS.md
     if name == "hopper-kinematic-footjnt-hard":
         np.testing.assert_allclose(joint_range(shifted, "foot_joint"), np.array([-9, 9]) * DEG)
     if name == "ant-kinematic-anklejnt-medium":

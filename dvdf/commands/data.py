@@ -1,4 +1,5 @@
-"""``dvdf collect`` and ``dvdf data inspect|list|suite``: generate, check and catalogue datasets."""
+"""``dvdf collect`` and ``dvdf data inspect|export|list|suite``: generate, check, convert and catalogue
+datasets."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 For each transition (s, a, s'): put the simulator in the state the observation s describes,
 apply a for frame_skip physics steps, and compare the resulting observation with s'. Data from
 the domain itself replays to within float32 precision (plus a small contact residual for hopper
-and ant, see DOMAINS.md); data from another dynamics does not, wherever the difference binds.
+and ant, see docs/DOMAINS.md); data from another dynamics does not, wherever the difference binds.
 
 The observation omits the x position (ant: x and y); dynamics are invariant to it, so it is set
 to 0. Ant's quaternion is renormalised (float32 storage leaves it slightly off unit length).

@@ -1,6 +1,6 @@
 """Shift edits: the stock gymnasium XML of a robot, parsed and edited for one domain.
 
-Every shift in DOMAINS.md is an edit of the XML that ships inside the installed gymnasium
+Every shift in docs/DOMAINS.md is an edit of the XML that ships inside the installed gymnasium
 package; nothing here is a copy of an XML file. Geometry for hopper and walker2d is given in
 world coordinates (the frame of the original gym XMLs, where the shifts were specified) and
 converted to the local frames of gymnasium's XMLs; halfcheetah and ant use local coordinates.
@@ -22,7 +22,7 @@ MUJOCO_DEFAULT_FRICTION = (1.0, 0.005, 0.0001)   # MuJoCo's built-in geom fricti
 MUJOCO_DEFAULT_GRAVITY = (0.0, 0.0, -9.81)
 MUJOCO_DEFAULT_DENSITY = 1000.0
 
-# ODRL morph levels (easy, medium, hard); see DOMAINS.md "Shift catalogue".
+# ODRL morph levels (easy, medium, hard); see docs/DOMAINS.md, "ODRL levels".
 HOPPER_FOOT_SCALE = {"easy": 0.8, "medium": 0.6, "hard": 0.4}            # k
 TORSO_TOP_AND_RADIUS = {"easy": (1.53, 0.075), "medium": (1.69, 0.10), "hard": (1.85, 0.125)}
 WALKER_KNEE_Z = {"easy": 0.5, "medium": 0.35, "hard": 0.2}

@@ -5,7 +5,8 @@ the Tuner (:class:`~dvdf.tune.searcher.StudySearcher`, optional per-study ASHA, 
 resources, failure retries, checkpoints every evaluation, TensorBoard HParams) and writes the
 results tables when it ends. ``resume=True`` continues an interrupted sweep with
 ``Tuner.restore``: finished trials are not rerun, unfinished and errored ones continue from
-their last checkpoint, the Optuna studies keep their history.
+their last checkpoint, the Optuna studies keep their history (they live in an Optuna database,
+see :mod:`dvdf.tune.searcher`).
 
 Experiment directory layout: ``<storage>/<name>/`` (storage: a local path, an NFS mount or an
 s3:// / gs:// URI; name: the sweep's ``name``, default the YAML file's stem)::
@@ -15,6 +16,9 @@ s3:// / gs:// URI; name: the sweep's ``name``, default the YAML file's stem)::
                             mean/std normalized score, the paper default's (0.7, 0.5) score
     trials.csv              per trial: group fields, method, lambda, xi, seeds, status,
                             evaluations, final normalized score mean/std and per seed
+    optuna.db               the Optuna studies (SQLite; not there with search.storage or on an
+                            object store)
+    mlruns/, wandb/         MLflow's file store and W&B's offline runs (loggers: mlflow, wandb)
     tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, scheduler state
                             Ray's own state (what Tuner.restore reads)
     <study>_<trial_id>/     one directory per trial (study = <group>.<method>)
@@ -159,7 +163,8 @@ def init_ray(sweep: Sweep, address: str, num_cpus: Optional[float], num_gpus: Op
         _WATCHER = watch_driver()
     kwargs = dict(address=address, include_dashboard=False, log_to_driver=True)
     if address == "local":
-        # A plain ray.init() switches token auth on and writes ~/.ray/auth_token (RAY.md).
+        # A plain ray.init() switches token auth on and writes ~/.ray/auth_token (docs/SWEEPS.md,
+        # "Where Ray runs").
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
@@ -283,7 +288,7 @@ def build_tuner(sweep: Sweep, location: str, *, trainable: Optional[Callable] = 
         search_alg=StudySearcher(sweep, storage=optuna_storage_url(sweep, location), resume=resume),
         num_samples=sweep.num_trials, max_concurrent_trials=spec.resources.max_concurrent,
         trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname,
-        # Reusing the worker process saves ~1-2 s per trial (measured in RAY.md).
+        # Reusing the worker process saves ~1-2 s per trial (an earlier measurement; no doc holds it).
         reuse_actors=True)
     run_config = tune.RunConfig(
         name=name, storage_path=storage,
