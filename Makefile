@@ -1,7 +1,8 @@
 # dvdf developer entry points. Everything installs into a project-local virtualenv (.venv).
 #
 #   make quickstart   install, then run the README's main job
-#   make test         install, then run the default test suite (what CI runs)
+#   make lint         install, then ruff (configured in pyproject.toml)
+#   make test         install, then run the default test suite (what CI runs, after make lint)
 #   make gpu-check    on a machine with a CUDA GPU: every CUDA path in one go, figures in gpu_check.json
 #
 # Torch: on a machine without torch the CPU wheel below is installed first, so pip never
@@ -15,7 +16,7 @@ TORCH_SPEC  ?= torch==2.13.0
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.dvdf-installed
 
-.PHONY: install quickstart test test-slow test-all bench gpu-check clean
+.PHONY: install quickstart lint test test-slow test-all bench gpu-check clean
 
 install: $(STAMP)
 
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml setup.cfg
 
 quickstart: install
 	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} $(BIN)/dvdf sweep tune_configs/quickstart.yaml
+
+lint: install
+	$(BIN)/ruff check dvdf tests scripts
 
 test: install
 	$(BIN)/python -m pytest

@@ -94,21 +94,21 @@ class UtilizationSampler:
 
 
 def _time_steps(steps_by_name: dict[str, Callable[[], object]], steps: int, warmup: int, repeats: int,
-                sync: Callable[[], None], monitor=contextlib.nullcontext(),
+                sync: Callable[[], None], monitor=None,
                 clock: Callable[[], float] = time.perf_counter, cpu_clock: Callable[[], float] = time.process_time
                 ) -> dict[str, tuple[float, float]]:
     """{name: (steps per wall second, steps per process-CPU second)} of each step's fastest round.
 
     Every step is warmed up first; then each of the ``repeats`` rounds times every step once, one
     after another, so load that comes and goes hits all of them alike. ``monitor`` (a context
-    manager) is entered around the timed rounds only; the clocks are parameters for tests.
+    manager, or None) is entered around the timed rounds only; the clocks are parameters for tests.
     """
     for step in steps_by_name.values():
         for _ in range(warmup):
             step()
     sync()
     best = {name: [float("inf"), float("inf")] for name in steps_by_name}
-    with monitor:
+    with monitor if monitor is not None else contextlib.nullcontext():
         for _ in range(repeats):
             for name, step in steps_by_name.items():
                 wall, cpu = clock(), cpu_clock()
@@ -212,8 +212,8 @@ def measure(threads: int, steps: int, warmup: int, repeats: int, device: str = "
     """
     import torch
 
-    from dvdf.algos.runtime import retain_freed_memory
     from dvdf.algos.contrastive import ContrastiveScorer, contrastive_update, make_contrastive_optimizer
+    from dvdf.algos.runtime import retain_freed_memory
     from dvdf.config import ContrastiveConfig
     from dvdf.data import TransitionBuffer
 

@@ -39,7 +39,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dvdf", description="Cross-domain offline RL with DVDF: domains, datasets, training, Ray Tune sweeps, reports.")
+    parser = _Parser(prog="dvdf", description="Cross-domain offline RL with DVDF: domains, datasets, training, "
+                                              "Ray Tune sweeps, reports.")
     parser.add_argument("--version", action="version", version=f"dvdf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True

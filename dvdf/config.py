@@ -17,7 +17,7 @@ from dvdf.errors import DvdfError
 from dvdf.methods import METHOD_NAMES, PAPER_KEEP_RATIO, PAPER_TRADEOFF, check_keep_ratio, check_tradeoff, get_method
 from dvdf.schema import apply_overrides, dump_yaml, from_dict, load_yaml
 
-Method = Literal["iql-target", "iql-mix", "igdf", "otdf", "dvdf-igdf", "dvdf-otdf", "dvdf-iql-adv"]
+Method = Literal[METHOD_NAMES]   # the registry's names (dvdf.methods), written once
 Quality = Literal["random", "medium", "medium-replay", "medium-expert", "expert"]
 QUALITIES: tuple[str, ...] = get_args(Quality)   # the quality list, written once (above)
 METHODS: tuple[str, ...] = METHOD_NAMES   # the registry's order (dvdf.methods)

@@ -176,8 +176,7 @@ def build_stages(config: ExperimentConfig, data: ExperimentData, device: torch.d
         value_cfg = value_stage_config(config)
 
         def build_value(directory: Path) -> None:
-            from dvdf.algos import fit_value_model
-            from dvdf.algos import source_advantages
+            from dvdf.algos import fit_value_model, source_advantages
             src, _ = tensors()
             learner = fit_value_model(src, value_cfg, robot=inputs[VALUE]["robot"], seed=config.seed,
                                       device=device, progress=progress)

@@ -74,7 +74,7 @@ base:
     target_fraction: 0.2
     collect: {{transitions: 2000, sac_steps: 1000, snapshot_every: 200, eval_episodes: 1, num_envs: 2}}
   value: {{steps: 200}}
-  scorer: {{contrastive_steps: 100}}
+  scorer: {{contrastive: {{steps: 100}}}}
   iql: {{steps: 300}}
   eval: {{every: 150, episodes: 1}}
 groups:

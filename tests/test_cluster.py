@@ -396,7 +396,7 @@ base:
     target_fraction: 0.5
     collect: {{transitions: 1000, sac_steps: 300, snapshot_every: 100, eval_episodes: 1, num_envs: 2}}
   value: {{steps: 50, hidden: 32}}
-  scorer: {{contrastive_steps: 50, hidden: 32, embed_dim: 8}}
+  scorer: {{contrastive: {{steps: 50, hidden: 32, embed_dim: 8}}}}
   iql: {{steps: {IQL_STEPS}, hidden: 32}}
   eval: {{every: {EVAL_EVERY}, episodes: 1}}
 groups:

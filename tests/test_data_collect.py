@@ -11,10 +11,10 @@ import torch
 from dvdf.cli import main as cli_main
 from dvdf.config import QUALITIES, CollectConfig
 from dvdf.data import read_dataset
+from dvdf.data.behaviour import SACConfig, load_replay, train_sac
 from dvdf.data.catalogue import list_data_dir
 from dvdf.data.collect import ensure_dataset, pick_medium, policy_run_dir
 from dvdf.data.rollout import collect_rollouts
-from dvdf.data.behaviour import SACConfig, load_replay, train_sac
 from dvdf.envs import make_vector_env
 from dvdf.errors import DvdfError
 

@@ -134,7 +134,7 @@ def test_transitions_never_cross_episodes():
     no_next = Dataset(ds.observations, ds.actions, ds.rewards, ds.terminals, ds.timeouts, None,
                       dict(ds.extras), {})
     for view in (ds.transitions(), no_next.transitions()):
-        for s, s_next, done in zip(view["observations"], view["next_observations"], view["dones"]):
+        for _s, s_next, _done in zip(view["observations"], view["next_observations"], view["dones"]):
             assert s_next.tobytes() not in first_states
     # The next-row rule must agree with the recorded next states wherever it keeps a row.
     view = no_next.transitions()

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from dvdf.cli import main
-from dvdf.envs import (build_model, get_domain, list_domains, make_env, make_vector_env,
-                       normalized_score)
+from dvdf.envs import build_model, get_domain, list_domains, make_env, make_vector_env, normalized_score
 from dvdf.envs.catalogue import ROBOTS
 from dvdf.envs.xml_edits import stock_xml_path
 from dvdf.errors import DvdfError

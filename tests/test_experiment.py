@@ -7,8 +7,8 @@ import sys
 import threading
 
 import pytest
-
 from conftest import tiny_experiment_overrides
+
 from dvdf.config import METHODS, load_experiment_config
 from dvdf.errors import DvdfError
 from dvdf.experiment import run_experiment
@@ -259,7 +259,7 @@ def test_exploding_values_are_flagged_and_warned(tiny_data_dir, tmp_path, caplog
                                 "the smallest valid xi is 1/128 = 0.0078125"),
     ("filter.tradeoff=1.7", "filter.tradeoff (lambda) must be in [0, 1], got 1.7"),
     ("data.source_domain=hopper-wobbly", "hopper-wobbly"),
-    ("iql.compile=true", "'iql.compile' must be one of 'off', 'losses', 'step'"),
+    ("iql.compile=true", "'iql.compile' must be one of 'auto', 'off', 'losses', 'step'"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(tmp_path, override, message):
     cfg = tmp_path / "exp.yaml"

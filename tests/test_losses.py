@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from dvdf.algos.iql import (EXP_ADV_MAX, awr_actor_loss, expectile_value_loss, polyak_update, td_target,
-                            weighted_td_loss)
+from dvdf.algos.iql import EXP_ADV_MAX, awr_actor_loss, expectile_value_loss, polyak_update, td_target, weighted_td_loss
 from dvdf.algos.sql import default_sql_alpha, sparse_value_loss
 from dvdf.algos.vae import vae_loss, vae_negative_elbo
 

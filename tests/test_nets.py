@@ -13,7 +13,7 @@ from dvdf.nets import MLP, BatchedLinear, TanhGaussianPolicy, TwinQ, ValueNet, s
 def copy_member(batched: torch.nn.Module, single: torch.nn.Module, k: int) -> None:
     """Load member k's slice of every batched parameter into the single (members=None) model."""
     with torch.no_grad():
-        for (name, p_b), (_, p_s) in zip(batched.named_parameters(), single.named_parameters()):
+        for (_name, p_b), (_, p_s) in zip(batched.named_parameters(), single.named_parameters()):
             p_s.copy_(p_b[k:k + 1])
 
 

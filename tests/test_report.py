@@ -308,7 +308,7 @@ def tiny_base(data_dir: Path, cache_dir: Path) -> dict:
     """An experiment small enough for a test: tiny nets, 100 gradient steps, 1 evaluation episode."""
     return {"device": "cpu", "threads": 1, "cache_dir": str(cache_dir),
             "data": {"data_dir": str(data_dir)},
-            "value": {"steps": 30, "hidden": 16}, "scorer": {"contrastive_steps": 30, "hidden": 16, "embed_dim": 8},
+            "value": {"steps": 30, "hidden": 16}, "scorer": {"contrastive": {"steps": 30, "hidden": 16, "embed_dim": 8}},
             "iql": {"steps": 100, "hidden": 16, "batch_size": 32}, "eval": {"every": 50, "episodes": 1}}
 
 
@@ -320,7 +320,7 @@ def test_report_on_real_train_runs(tiny_data_dir, tmp_path):
         for seed in (1, 2):
             raw = tiny_base(tiny_data_dir, tmp_path / "cache")
             config = experiment_config_from_dict({**raw, "seed": seed, "filter": {"method": method}})
-            for report in run_experiment(config, out_dir=root / f"{method}-{seed}"):
+            for _report in run_experiment(config, out_dir=root / f"{method}-{seed}"):
                 # One run is cut after its first evaluation: a partial result (a run still going on).
                 if (method, seed) == ("dvdf-igdf", 2):
                     break

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from dvdf.filtering.select import (combined_score, keep_count, kept_mask, minmax_normalize, ot_normalize,
-                                   source_weights, top_k_indices)
+from dvdf.filtering.select import (
+    combined_score,
+    keep_count,
+    kept_mask,
+    minmax_normalize,
+    ot_normalize,
+    source_weights,
+    top_k_indices,
+)
 
 
 def numpy_select(h, adv, tradeoff, keep_ratio, rule):

@@ -10,8 +10,8 @@ import yaml
 
 from dvdf.cli import main
 from dvdf.errors import DvdfError
-from dvdf.tune.prepare import check_datasets, required_datasets, stage_jobs
 from dvdf.schema import to_dict
+from dvdf.tune.prepare import check_datasets, required_datasets, stage_jobs
 from dvdf.tune.spec import grid_points, load_sweep, searched_params, study_seed, sweep_from_dict, trial_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "tune_configs"

@@ -40,7 +40,7 @@ def tiny_root(tmp_path_factory) -> Path:
         rng = np.random.default_rng(0)
         act_dim = get_domain(domain).act_dim
         envs = make_vector_env(domain, 2)
-        data = collect_rollouts(envs, lambda obs: rng.uniform(-1, 1, (obs.shape[0], act_dim)), 600, seed=0)
+        data = collect_rollouts(envs, lambda obs, rng=rng, act_dim=act_dim: rng.uniform(-1, 1, (obs.shape[0], act_dim)), 600, seed=0)
         envs.close()
         write_dataset(root / "data" / f"{domain}-medium.hdf5", data, {"domain": domain, "quality": "medium"})
     return root
@@ -62,6 +62,7 @@ def tiny_raw(root: Path, name: str, **changes) -> dict:
 
 def test_missing_tracker_package_is_one_line(tmp_path, monkeypatch, capsys):
     import importlib.util
+
     import yaml
 
     real = importlib.util.find_spec

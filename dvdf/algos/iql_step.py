@@ -52,8 +52,7 @@ from dvdf.algos.iql import awr_actor_loss, expectile_value_loss, polyak_update, 
 from dvdf.algos.optim import ADAM_BETAS, ADAM_EPS, adam_bias_corrections, adam_step_
 from dvdf.algos.vae import behavior_log_prob_penalty
 from dvdf.config import FilterConfig, IQLConfig
-from dvdf.filtering.select import (combined_score, keep_count, kept_mask, ot_normalize, source_weights,
-                                   top_k_indices)
+from dvdf.filtering.select import combined_score, keep_count, kept_mask, ot_normalize, source_weights, top_k_indices
 from dvdf.nets import BehaviorVAE, TanhGaussianPolicy, TwinQ, ValueNet
 
 Batch = dict[str, Tensor]

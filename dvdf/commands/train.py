@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from dvdf.config import load_experiment_config
     from dvdf.errors import DvdfError
     from dvdf.experiment import run_experiment
-    from dvdf.layout import (BEST_SCORE, CHECKPOINT_FILE, DIVERGED, FINISHED, RUN_CHECKPOINT_DIR, RUN_SUMMARY,
-                             SCORE)
+    from dvdf.layout import BEST_SCORE, CHECKPOINT_FILE, DIVERGED, FINISHED, RUN_CHECKPOINT_DIR, RUN_SUMMARY, SCORE
     from dvdf.validation import check_directory, validate_experiment
 
     config = load_experiment_config(args.config, args.overrides)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from dvdf.atomic import atomic_write_text
-from dvdf.data.hdf5 import CHECKSUM_KEY, read_summary
 from dvdf.cache import file_lock
+from dvdf.data.hdf5 import CHECKSUM_KEY, read_summary
 from dvdf.errors import DvdfError
 
 CATALOGUE_NAME = "catalogue.json"

@@ -141,7 +141,7 @@ def _flat_box_dims(ref: str, obs_space, act_space) -> tuple[int, int]:
 def _episodes_to_rows(ref: str, episodes, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
     parts: dict[str, list] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc", "prov")}
     has_provenance = None
-    for index, episode in enumerate(episodes):
+    for _index, episode in enumerate(episodes):
         obs = np.asarray(episode.observations)
         steps = len(episode.actions)
         if obs.ndim != 2 or obs.shape != (steps + 1, obs_dim):

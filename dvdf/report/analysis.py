@@ -9,13 +9,37 @@ from typing import Optional, Sequence
 
 from dvdf.methods import PAPER_KEEP_RATIO, PAPER_TRADEOFF
 from dvdf.report import reliable
-from dvdf.report.load import (DIVERGED, FAILED, FINISHED, PARTIAL, PENDING, STATUSES, Experiment, Run, Task, Trial,
-                              display_path)
+from dvdf.report.load import (
+    DIVERGED,
+    FAILED,
+    FINISHED,
+    PARTIAL,
+    PENDING,
+    STATUSES,
+    Experiment,
+    Run,
+    Task,
+    Trial,
+    display_path,
+)
 from dvdf.report.reliable import Aggregate, Improvement, Profile
 from dvdf.report.sensitivity import SensitivityStudy, sensitivity_studies
-from dvdf.report.stats import (DEFAULT_LAST_K, HEADLINE, METRICS, Cell, Comparison, Setting, ShiftTotal,
-                               comparisons, duplicate_seeds, group_settings, method_order, method_pairs,
-                               shift_totals, table_cells)
+from dvdf.report.stats import (
+    DEFAULT_LAST_K,
+    HEADLINE,
+    METRICS,
+    Cell,
+    Comparison,
+    Setting,
+    ShiftTotal,
+    comparisons,
+    duplicate_seeds,
+    group_settings,
+    method_order,
+    method_pairs,
+    shift_totals,
+    table_cells,
+)
 from dvdf.report.sweep_info import SweepInfo
 
 

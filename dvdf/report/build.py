@@ -43,9 +43,10 @@ MANIFEST = REPORT_MARKERS[0]
 
 
 def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None, *,
-                 progress: bool = False, options: Options = Options()) -> dict[str, Any]:
+                 progress: bool = False, options: Optional[Options] = None) -> dict[str, Any]:
     """Write the report of ``experiment_dir`` into ``out_dir``; return a summary of what was written
     (with the report's statistics: ``dvdf report --json`` prints it)."""
+    options = options if options is not None else Options()
     if options.last_k < 1:
         raise DvdfError(f"--last-k {options.last_k}: must be at least 1")
     if options.reps < 100:

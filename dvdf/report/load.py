@@ -23,8 +23,19 @@ from typing import Any, Optional
 
 from dvdf.config import QUALITIES, DataConfig, ExperimentConfig, experiment_config_from_dict
 from dvdf.errors import DvdfError
-from dvdf.layout import (DIVERGED, FAILED, FINISHED, PARTIAL, PENDING, RUN_CONFIG, RUN_METRICS, SCORE, STATUSES,
-                         STEP, SWEEP_FILE)
+from dvdf.layout import (
+    DIVERGED,
+    FAILED,
+    FINISHED,
+    PARTIAL,
+    PENDING,
+    RUN_CONFIG,
+    RUN_METRICS,
+    SCORE,
+    STATUSES,
+    STEP,
+    SWEEP_FILE,
+)
 from dvdf.report.discover import discover
 from dvdf.schema import flatten, to_dict
 from dvdf.trials import Divergence, RunFiles, error_headline, read_run, read_trial

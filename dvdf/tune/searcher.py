@@ -35,8 +35,7 @@ from ray.tune.search import Searcher
 from dvdf.atomic import atomic_open
 from dvdf.errors import DvdfError
 from dvdf.layout import OPTUNA_DB
-from dvdf.tune.spec import (METRIC, Study, Sweep, default_range, first_points, grid_points, study_seed,
-                            trial_config)
+from dvdf.tune.spec import METRIC, Study, Sweep, default_range, first_points, grid_points, study_seed, trial_config
 from dvdf.tune.storage import is_uri
 
 log = logging.getLogger(__name__)

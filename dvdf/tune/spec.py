@@ -45,8 +45,17 @@ from typing import Literal, Optional, Sequence
 
 from dvdf.config import ExperimentConfig, Method, Quality
 from dvdf.errors import DvdfError
-from dvdf.methods import (KEEP_RATIO_INTERVAL, PAPER_KEEP_RATIO, PAPER_TRADEOFF, TRADEOFF_INTERVAL, check_keep_ratio,
-                          check_tradeoff, get_method, valid_keep_ratio, valid_tradeoff)
+from dvdf.methods import (
+    KEEP_RATIO_INTERVAL,
+    PAPER_KEEP_RATIO,
+    PAPER_TRADEOFF,
+    TRADEOFF_INTERVAL,
+    check_keep_ratio,
+    check_tradeoff,
+    get_method,
+    valid_keep_ratio,
+    valid_tradeoff,
+)
 from dvdf.schema import apply_overrides, from_dict, load_yaml, to_dict
 from dvdf.tune.trackers import Logger, MlflowSpec, WandbSpec
 
