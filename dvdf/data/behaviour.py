@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -49,23 +49,15 @@ RUN_FORMAT = 2
 
 
 @dataclass(frozen=True)
-class SACConfig:
-    """One behaviour-policy training: SAC's hyperparameters (:class:`~dvdf.algos.sac.SACHyper`'s
-    standard values) and the run's length and bookkeeping intervals."""
+class SACConfig(SACHyper):
+    """One behaviour-policy training: SAC's hyperparameters (the fields of
+    :class:`~dvdf.algos.sac.SACHyper`, its standard values) plus the run's length and bookkeeping."""
 
     steps: int = 1_000_000
-    batch_size: int = 256
-    lr: float = 3e-4
-    discount: float = 0.99          # gamma
-    polyak: float = 0.005           # tau of the target critic
-    hidden: int = 256
-    layers: int = 2
     start_steps: Optional[int] = None  # uniform random actions first; None = min(5000, steps // 10)
-    init_temperature: float = 1.0   # alpha at the start
     snapshot_every: int = 10_000    # snapshot + evaluation + checkpoint interval
     eval_episodes: int = 5
     log_every: int = 1_000          # TensorBoard scalars
-    seed: int = 0
     compile: str = "auto"           # the update: auto | off (eager) | step (torch.compile), same math
 
     def __post_init__(self) -> None:
@@ -82,9 +74,8 @@ class SACConfig:
 
     @property
     def hyper(self) -> SACHyper:
-        return SACHyper(batch_size=self.batch_size, lr=self.lr, discount=self.discount, polyak=self.polyak,
-                        hidden=self.hidden, layers=self.layers, init_temperature=self.init_temperature,
-                        seed=self.seed)
+        """The learner's hyperparameters alone."""
+        return SACHyper(**{f.name: getattr(self, f.name) for f in fields(SACHyper)})
 
     @classmethod
     def from_collect(cls, collect) -> "SACConfig":
