@@ -82,3 +82,32 @@ def tiny_experiment_overrides(data_dir, cache_dir, method="dvdf-igdf", steps=200
         "scorer.vae.hidden=64",
         "device=cpu",
     ]
+
+
+# The experiment base of the tiny Ray Tune sweeps (test_tune_sweep, test_tune_trackers).
+TINY_SWEEP_BASE = {
+    "device": "cpu",
+    "data": {"target_fraction": 0.5},
+    "value": {"steps": 100, "batch_size": 32, "hidden": 32},
+    "scorer": {"contrastive": {"steps": 100, "batch_size": 32, "hidden": 32, "embed_dim": 16}},
+    "iql": {"steps": 200, "batch_size": 32, "hidden": 32},
+    "eval": {"every": 100, "episodes": 1},
+}
+
+
+def write_random_medium_datasets(data_dir, domains, transitions):
+    """Uniform-random-policy ``<domain>-medium.hdf5`` files of ``transitions`` rows in ``data_dir``."""
+    import numpy as np
+
+    from dvdf.data import write_dataset
+    from dvdf.data.rollout import collect_rollouts
+    from dvdf.envs import get_domain, make_vector_env
+
+    for domain in domains:
+        rng = np.random.default_rng(0)
+        act_dim = get_domain(domain).act_dim
+        envs = make_vector_env(domain, 2)
+        data = collect_rollouts(envs, lambda obs, rng=rng, act_dim=act_dim: rng.uniform(-1, 1, (obs.shape[0], act_dim)),
+                                transitions, seed=0)
+        envs.close()
+        write_dataset(data_dir / f"{domain}-medium.hdf5", data, {"domain": domain, "quality": "medium"})

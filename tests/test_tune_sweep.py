@@ -23,6 +23,7 @@ import yaml
 
 pytest.importorskip("ray")
 
+from conftest import TINY_SWEEP_BASE, write_random_medium_datasets  # noqa: E402
 from ray import tune  # noqa: E402
 
 from dvdf.cli import main  # noqa: E402
@@ -41,31 +42,14 @@ from ray import cloudpickle  # noqa: E402
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 DOMAINS = ("hopper", "hopper-kinematic", "hopper-morph")
-TINY_BASE = {
-    "device": "cpu",
-    "data": {"target_fraction": 0.5},
-    "value": {"steps": 100, "batch_size": 32, "hidden": 32},
-    "scorer": {"contrastive_steps": 100, "contrastive_batch": 32, "hidden": 32, "embed_dim": 16},
-    "iql": {"steps": 200, "batch_size": 32, "hidden": 32},
-    "eval": {"every": 100, "episodes": 1},
-}
+TINY_BASE = TINY_SWEEP_BASE
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory) -> Path:
     """Random-policy datasets of 1,000 transitions for hopper, its kinematic and morph shifts."""
-    from dvdf.data import write_dataset
-    from dvdf.data.rollout import collect_rollouts
-    from dvdf.envs import get_domain, make_vector_env
-
     root = tmp_path_factory.mktemp("tune")
-    for domain in DOMAINS:
-        rng = np.random.default_rng(0)
-        act_dim = get_domain(domain).act_dim
-        envs = make_vector_env(domain, 2)
-        data = collect_rollouts(envs, lambda obs, rng=rng, act_dim=act_dim: rng.uniform(-1, 1, (obs.shape[0], act_dim)), 1000, seed=0)
-        envs.close()
-        write_dataset(root / "data" / f"{domain}-medium.hdf5", data, {"domain": domain, "quality": "medium"})
+    write_random_medium_datasets(root / "data", DOMAINS, 1000)
     return root
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("ray")
+
+from conftest import TINY_SWEEP_BASE, write_random_medium_datasets  # noqa: E402
 
 from dvdf.cli import main  # noqa: E402
 from dvdf.errors import DvdfError  # noqa: E402
@@ -19,30 +20,13 @@ from dvdf.tune.storage import ExperimentDir  # noqa: E402
 from dvdf.tune.trackers import tracker_callbacks  # noqa: E402
 
 DOMAINS = ("hopper", "hopper-kinematic")
-TINY_BASE = {
-    "device": "cpu",
-    "data": {"target_fraction": 0.5},
-    "value": {"steps": 100, "batch_size": 32, "hidden": 32},
-    "scorer": {"contrastive_steps": 100, "contrastive_batch": 32, "hidden": 32, "embed_dim": 16},
-    "iql": {"steps": 200, "batch_size": 32, "hidden": 32},
-    "eval": {"every": 100, "episodes": 1},
-}
+TINY_BASE = TINY_SWEEP_BASE
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory) -> Path:
-    from dvdf.data import write_dataset
-    from dvdf.data.rollout import collect_rollouts
-    from dvdf.envs import get_domain, make_vector_env
-
     root = tmp_path_factory.mktemp("trackers")
-    for domain in DOMAINS:
-        rng = np.random.default_rng(0)
-        act_dim = get_domain(domain).act_dim
-        envs = make_vector_env(domain, 2)
-        data = collect_rollouts(envs, lambda obs, rng=rng, act_dim=act_dim: rng.uniform(-1, 1, (obs.shape[0], act_dim)), 600, seed=0)
-        envs.close()
-        write_dataset(root / "data" / f"{domain}-medium.hdf5", data, {"domain": domain, "quality": "medium"})
+    write_random_medium_datasets(root / "data", DOMAINS, 600)
     return root
 
 
