@@ -89,6 +89,17 @@ def test_optuna_is_told_the_results_and_failures():
     assert [t.value for t in studies[c1["study"]].trials if t.state.name == "COMPLETE"] == [7.0]
 
 
+def finish_restored_run(restored: StudySearcher, state, sweep, part, pending, uninterrupted) -> None:
+    """Restore ``state`` into ``restored``, report the pending trial ("t3") and drain the rest: the
+    suggestions must be the uninterrupted run's, and the first study's history its 4 trials."""
+    restored.restore(str(state))
+    restored.on_trial_complete("t3", {"normalized_score": objective(pending)})
+    rest = drain(restored, start=4)
+    assert [c for _, c in part] + [pending] + [c for _, c in rest] == [c for _, c in uninterrupted]
+    history = restored.optuna_studies[sweep.studies[0].name].trials
+    assert len(history) == 4 and all(t.state.name == "COMPLETE" for t in history)
+
+
 def test_state_survives_save_and_restore(tmp_path):
     sweep = make_sweep()
     uninterrupted = drain(StudySearcher(sweep))
@@ -97,12 +108,7 @@ def test_state_survives_save_and_restore(tmp_path):
     pending = first.suggest("t3")            # handed out, result not yet known
     first.save(str(tmp_path / "state.pkl"))
     restored = StudySearcher(sweep)
-    restored.restore(str(tmp_path / "state.pkl"))
-    restored.on_trial_complete("t3", {"normalized_score": objective(pending)})
-    rest = drain(restored, start=4)
-    assert [c for _, c in part] + [pending] + [c for _, c in rest] == [c for _, c in uninterrupted]
-    history = restored.optuna_studies[sweep.studies[0].name].trials
-    assert len(history) == 4 and all(t.state.name == "COMPLETE" for t in history)
+    finish_restored_run(restored, tmp_path / "state.pkl", sweep, part, pending, uninterrupted)
     with pytest.raises(RuntimeError, match="another sweep"):
         StudySearcher(make_sweep(groups=[{"robots": ["ant"], "shifts": ["morph"], "qualities": ["expert"]}])
                       ).restore(str(tmp_path / "state.pkl"))
@@ -144,12 +150,7 @@ def test_storage_state_survives_save_and_restore(tmp_path):
     first.save(str(tmp_path / "state.pkl"))
     # Ray pickles the searcher into tuner.pkl and restores its state into the unpickled copy
     restored = pickle.loads(pickle.dumps(StudySearcher(sweep, storage=url, resume=True)))
-    restored.restore(str(tmp_path / "state.pkl"))
-    restored.on_trial_complete("t3", {"normalized_score": objective(pending)})
-    rest = drain(restored, start=4)
-    assert [c for _, c in part] + [pending] + [c for _, c in rest] == [c for _, c in uninterrupted]
-    history = restored.optuna_studies[sweep.studies[0].name].trials
-    assert len(history) == 4 and all(t.state.name == "COMPLETE" for t in history)
+    finish_restored_run(restored, tmp_path / "state.pkl", sweep, part, pending, uninterrupted)
 
 
 def test_killed_driver_keeps_the_history_and_fails_lost_asks(tmp_path):
