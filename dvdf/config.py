@@ -18,8 +18,11 @@ from dvdf.methods import METHOD_NAMES, PAPER_KEEP_RATIO, PAPER_TRADEOFF, check_k
 from dvdf.schema import apply_overrides, dump_yaml, from_dict, load_yaml
 
 Method = Literal[METHOD_NAMES]   # the registry's names (dvdf.methods), written once
-Quality = Literal["random", "medium", "medium-replay", "medium-expert", "expert"]
+# D4RL's five qualities, then dvdf's one addition: random-expert, a mixture of the two extremes
+# for studying value alignment (a filter that reads returns should keep the expert half).
+Quality = Literal["random", "medium", "medium-replay", "medium-expert", "expert", "random-expert"]
 QUALITIES: tuple[str, ...] = get_args(Quality)   # the quality list, written once (above)
+D4RL_QUALITIES: tuple[str, ...] = QUALITIES[:5]   # what a data suite makes unless told otherwise
 METHODS: tuple[str, ...] = METHOD_NAMES   # the registry's order (dvdf.methods)
 
 
@@ -51,7 +54,7 @@ def _fraction(section: str, config, *names: str, open_low: bool = False, open_hi
 class CollectConfig:
     """How a missing dataset is generated (behaviour-policy SAC + rollouts, D4RL's recipe)."""
 
-    transitions: int = 1_000_000   # per quality (medium-expert: this many of each part)
+    transitions: int = 1_000_000   # per quality (the mixtures medium-expert, random-expert: per part)
     sac_steps: int = 1_000_000     # SAC training steps of the behaviour policy (expert = final)
     snapshot_every: int = 10_000   # SAC snapshots considered for 'medium' (return ~ 1/3 expert)
     eval_episodes: int = 5         # episodes per snapshot evaluation

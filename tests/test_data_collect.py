@@ -1,4 +1,4 @@
-"""Generation: SAC resume, the five qualities with provenance, policy cache, `dvdf collect`, rollouts."""
+"""Generation: SAC resume, the qualities with provenance, policy cache, `dvdf collect`, rollouts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from dvdf.cli import main as cli_main
 from dvdf.config import QUALITIES, CollectConfig
 from dvdf.data import read_dataset
-from dvdf.data.behaviour import SACConfig, load_replay, train_sac
+from dvdf.data.behaviour import SACConfig, load_replay, load_result, train_sac
 from dvdf.data.catalogue import list_data_dir
 from dvdf.data.collect import ensure_dataset, pick_medium, policy_run_dir
 from dvdf.data.rollout import collect_rollouts
@@ -50,6 +50,15 @@ def test_all_qualities_with_provenance(generated):
     np.testing.assert_array_equal(me.observations[:TINY.transitions], datasets["medium"].observations)
     np.testing.assert_array_equal(me.observations[TINY.transitions:], datasets["expert"].observations)
     np.testing.assert_array_equal(np.bincount(me.extras["provenance"]), [TINY.transitions, TINY.transitions])
+    # random-expert = the random and expert datasets, labelled by policy (parts read back from
+    # the files made before it in QUALITIES' order; medium-expert above was rolled out afresh).
+    re_ = datasets["random-expert"]
+    assert re_.provenance_names() == ["random", "expert"]
+    np.testing.assert_array_equal(re_.observations[:TINY.transitions], datasets["random"].observations)
+    np.testing.assert_array_equal(re_.actions[TINY.transitions:], datasets["expert"].actions)
+    np.testing.assert_array_equal(np.bincount(re_.extras["provenance"]), [TINY.transitions, TINY.transitions])
+    assert re_.metadata["behaviour_policy_mean_return"] == pytest.approx(np.mean(
+        [datasets[q].metadata["behaviour_policy_mean_return"] for q in ("random", "expert")]))
     # medium-replay = SAC's replay buffer up to the medium snapshot, labelled by interval.
     mr = datasets["medium-replay"]
     medium_step = datasets["medium"].metadata["behaviour_policy_steps"]
@@ -64,10 +73,37 @@ def test_all_qualities_with_provenance(generated):
     assert datasets["expert"].actions.std(axis=0).min() > 0.01
 
 
+def test_mixture_reads_existing_parts_instead_of_rolling_out(generated, tmp_path, monkeypatch):
+    import shutil
+
+    import dvdf.data.collect as collect_module
+
+    data_dir, paths = generated
+    for part in ("medium", "expert"):
+        shutil.copy(paths[part], tmp_path / paths[part].name)
+    shutil.copytree(data_dir / "policies", tmp_path / "policies")
+
+    def no_rollouts(*args, **kwargs):
+        raise AssertionError("a part on disk was rolled out again")
+
+    monkeypatch.setattr(collect_module, "_rollouts", no_rollouts)
+    made = read_dataset(ensure_dataset("hopper", "medium-expert", tmp_path, TINY, progress=False))
+    rolled = read_dataset(paths["medium-expert"])
+    for column in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):
+        np.testing.assert_array_equal(getattr(made, column), getattr(rolled, column))
+    np.testing.assert_array_equal(made.extras["provenance"], rolled.extras["provenance"])
+    # A part made with other collect settings is not what the rollouts would give: rolled out.
+    other = CollectConfig(**{**TINY.__dict__, "eval_episodes": 2})
+    with pytest.raises(AssertionError, match="rolled out again"):
+        policy = load_result(policy_run_dir("hopper", SACConfig.from_collect(TINY), tmp_path / "policies"))
+        collect_module.generate_dataset("hopper", "medium-expert", other, policy, progress=False,
+                                        parts_dir=tmp_path)
+
+
 def test_one_policy_shared_and_catalogued(generated):
     data_dir, paths = generated
     runs = [p for p in (data_dir / "policies").iterdir() if p.is_dir()]
-    assert len(runs) == 1  # one SAC training for all five qualities
+    assert len(runs) == 1  # one SAC training for all the qualities
     entries = {e["file"]: e for e in list_data_dir(data_dir)}
     assert set(entries) == {p.name for p in paths.values()}
     assert all(e["status"] == "ok" for e in entries.values())

@@ -103,10 +103,10 @@ def test_shipped_d4rl_suites_plan(name, robots):
     """The shipped D4RL-recipe suites load and plan: 1M SAC steps, 1M transitions, all five qualities."""
     from pathlib import Path
 
-    from dvdf.config import QUALITIES
+    from dvdf.config import D4RL_QUALITIES
 
     spec = load_suite_spec(Path(__file__).resolve().parents[1] / "data_suites" / f"{name}.yaml")
-    assert list(spec.robots) == robots and set(spec.qualities) == set(QUALITIES)
+    assert list(spec.robots) == robots and set(spec.qualities) == set(D4RL_QUALITIES)
     assert spec.collect.sac_steps == spec.collect.transitions == 1_000_000
     plan = plan_suite(spec)
     assert len(plan.domains) == 2 * len(robots) and len(plan.datasets) == 5 * len(plan.domains)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-QUALITY_CHOICES = ("random", "medium", "medium-replay", "medium-expert", "expert")
+from dvdf.config import QUALITIES
 
 
 def register(subparsers) -> None:
@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         description="Generate a D4RL-style dataset. The SAC behaviour policy of (domain, SAC settings, "
                     "seed) is trained once and reused from the policy cache by every quality.")
     collect.add_argument("--domain", required=True, help="domain name, e.g. hopper or hopper-kinematic")
-    collect.add_argument("--quality", required=True, choices=QUALITY_CHOICES)
+    collect.add_argument("--quality", required=True, choices=QUALITIES)
     collect.add_argument("--out", required=True, help="output HDF5 path")
     collect.add_argument("--preset", choices=("tiny", "small", "d4rl"), default="d4rl",
                          help="sizes: tiny (2k SAC steps, 2k transitions), small (100k / 50k), "

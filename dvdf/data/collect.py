@@ -7,7 +7,12 @@ Qualities (D4RL definitions):
 * ``medium``        - the saved snapshot whose evaluated return is closest to 1/3 of the expert's;
 * ``medium-replay`` - SAC's replay buffer up to the medium snapshot (its own size, not
   ``transitions``: every step SAC took until it reached the medium level);
-* ``medium-expert`` - the medium and expert datasets concatenated (2 x ``transitions``).
+* ``medium-expert`` - the medium and expert datasets concatenated (2 x ``transitions``);
+* ``random-expert`` - dvdf's addition, not D4RL's: the random and expert datasets concatenated,
+  the two extremes a value-aware filter should tell apart.
+
+A mixture's parts are the very rollouts of the single-policy qualities (same seeds), so where
+those files already exist beside the one being made, they are read instead of rolled out again.
 
 Every row records the behaviour policy that produced it in an int ``provenance`` column; the
 label names are in ``metadata/provenance_names`` (JSON list). The SAC run of a (domain, SAC
@@ -29,7 +34,7 @@ from dvdf.config import QUALITIES, CollectConfig
 from dvdf.data.behaviour import SACConfig, SACResult, load_actor, load_replay, train_sac
 from dvdf.data.catalogue import record_dataset
 from dvdf.data.dataset import PROVENANCE_KEY, PROVENANCE_NAMES_KEY, Dataset, concatenate
-from dvdf.data.hdf5 import read_summary, write_dataset
+from dvdf.data.hdf5 import read_dataset, read_summary, write_dataset
 from dvdf.data.rollout import default_workers, parallel_rollouts
 from dvdf.errors import DvdfError
 
@@ -43,6 +48,8 @@ COLLECT_PRESETS: dict[str, CollectConfig] = {
 }
 MEDIUM_FRACTION = 1.0 / 3.0     # D4RL: medium policy ~ one third of the expert's return
 ROLLOUT_SEED_OFFSET = {"random": 1, "medium": 2, "expert": 3}  # distinct rollout streams per policy
+MIXTURES: dict[str, tuple[str, ...]] = {"medium-expert": ("medium", "expert"),
+                                        "random-expert": ("random", "expert")}
 COLLECT_SETTINGS_KEY = "collect_settings"
 
 
@@ -101,6 +108,33 @@ def _rollouts(domain: str, policy: SACResult, snapshot: dict[str, Any], role: st
                              label=label, progress=progress, description=f"{domain} {role}")
 
 
+def _reused_part(domain: str, role: str, label: int, collect: CollectConfig, policy: SACResult,
+                 parts_dir: Optional[str | os.PathLike]) -> Optional[Dataset]:
+    """The ``role`` rollouts read back from ``<parts_dir>/<domain>-<role>.hdf5``, relabelled
+    ``label``, if that file holds exactly what :func:`_rollouts` would make now; else None."""
+    if parts_dir is None:
+        return None
+    path = dataset_path(parts_dir, domain, role)
+    if not path.exists():
+        return None
+    metadata = read_summary(path)["metadata"]
+    same_run = metadata.get("sac_run") == policy.run_dir.name and metadata.get("quality") == role
+    if not same_run or metadata.get(COLLECT_SETTINGS_KEY) != json.dumps(_identity_settings(collect), sort_keys=True):
+        return None
+    part = read_dataset(path, domain)
+    part.extras[PROVENANCE_KEY] = np.full(len(part), label, dtype=np.int64)
+    return part
+
+
+def _identity_settings(collect: CollectConfig) -> dict[str, Any]:
+    """The collect settings that define a dataset: how rollouts are batched and whether SAC's
+    update was compiled do not."""
+    settings = dataclasses.asdict(collect)
+    for how in ("num_envs", "rollout_workers", "sac_compile"):
+        settings.pop(how)
+    return settings
+
+
 def _replay_dataset(policy: SACResult, upto: int, snapshot_every: int) -> Dataset:
     """SAC's replay rows [0, upto), labelled by the training interval that produced them."""
     columns = load_replay(policy.run_dir, upto=upto)
@@ -120,39 +154,37 @@ def _replay_dataset(policy: SACResult, upto: int, snapshot_every: int) -> Datase
 
 
 def generate_dataset(domain: str, quality: str, collect: CollectConfig, policy: SACResult,
-                     progress: bool = True) -> Dataset:
-    """Build the ``quality`` dataset of ``domain`` from the completed SAC run ``policy``."""
+                     progress: bool = True, parts_dir: Optional[str | os.PathLike] = None) -> Dataset:
+    """Build the ``quality`` dataset of ``domain`` from the completed SAC run ``policy``.
+
+    For a mixture, a part whose single-policy file ``<parts_dir>/<domain>-<part>.hdf5`` was made
+    from this SAC run with these collect settings is read rather than rolled out again.
+    """
     if quality not in QUALITIES:
         raise DvdfError(f"unknown quality {quality!r} (choose from {', '.join(QUALITIES)})")
     expert = policy.expert
-    needs_medium = quality in ("medium", "medium-replay", "medium-expert")
-    medium = pick_medium(policy.snapshots) if needs_medium else None
+    roles = MIXTURES.get(quality, (quality,))   # the behaviour policies whose rollouts it holds
+    medium = pick_medium(policy.snapshots) if quality == "medium-replay" or "medium" in roles else None
+    snapshots = {"random": policy.random, "medium": medium, "expert": expert}
 
-    if quality == "random":
-        behaviour = policy.random
-        dataset = _rollouts(domain, policy, behaviour, "random", 0, collect, progress)
-        names = ["random"]
-    elif quality == "expert":
-        behaviour = expert
-        dataset = _rollouts(domain, policy, behaviour, "expert", 0, collect, progress)
-        names = ["expert"]
-    elif quality == "medium":
-        behaviour = medium
-        dataset = _rollouts(domain, policy, behaviour, "medium", 0, collect, progress)
-        names = ["medium"]
-    elif quality == "medium-replay":
+    if quality == "medium-replay":
         dataset, behaviour = _replay_dataset(policy, medium["step"], collect.snapshot_every), medium
         names = dataset.provenance_names()
-    else:  # medium-expert: the medium and expert datasets (same seeds), concatenated
-        parts = [_rollouts(domain, policy, medium, "medium", 0, collect, progress),
-                 _rollouts(domain, policy, expert, "expert", 1, collect, progress)]
+    elif quality in MIXTURES:  # the parts' datasets (same seeds as alone), one after another
+        names = list(roles)
+        parts = []
+        for label, role in enumerate(roles):
+            part = _reused_part(domain, role, label, collect, policy, parts_dir)
+            if part is None:
+                part = _rollouts(domain, policy, snapshots[role], role, label, collect, progress)
+            parts.append(part)
         dataset, behaviour = concatenate(parts), expert
-        names = ["medium", "expert"]
+    else:
+        behaviour = snapshots[quality]
+        dataset = _rollouts(domain, policy, behaviour, quality, 0, collect, progress)
+        names = [quality]
 
-    settings = dataclasses.asdict(collect)
-    # How rollouts are batched and whether SAC's update was compiled do not define the dataset.
-    for how in ("num_envs", "rollout_workers", "sac_compile"):
-        settings.pop(how)
+    settings = _identity_settings(collect)
     metadata: dict[str, Any] = {
         "domain": domain,
         "quality": quality,
@@ -169,9 +201,9 @@ def generate_dataset(domain: str, quality: str, collect: CollectConfig, policy: 
     if medium is not None:
         metadata["medium_snapshot_step"] = int(medium["step"])
         metadata["medium_return"] = float(medium["return_stochastic"])
-    if quality == "medium-expert":
-        metadata["behaviour_policy_mean_return"] = float(np.mean([medium["return_stochastic"],
-                                                                  expert["return_stochastic"]]))
+    if quality in MIXTURES:
+        metadata["behaviour_policy_mean_return"] = float(np.mean([snapshots[role]["return_stochastic"]
+                                                                  for role in roles]))
     dataset.metadata = metadata
     dataset.source = f"<{domain}-{quality}>"
     return dataset
@@ -189,7 +221,8 @@ def collect_dataset(domain: str, quality: str, out: str | os.PathLike, collect: 
         raise DvdfError(f"unknown quality {quality!r} (choose from {', '.join(QUALITIES)})")
     cache_dir = cache_dir or default_policy_cache()
     policy = ensure_policy(name, collect, cache_dir, device=device, progress=progress)
-    dataset = generate_dataset(name, quality, collect, policy, progress=progress)
+    # Mixture parts already made beside ``out`` are read, not rolled out again.
+    dataset = generate_dataset(name, quality, collect, policy, progress=progress, parts_dir=Path(out).parent)
     path = write_dataset(out, dataset)
     returns = dataset.episode_returns()
     return {"path": str(path), "domain": name, "quality": quality, "transitions": len(dataset),
@@ -221,7 +254,8 @@ def ensure_dataset(domain: str, quality: str, data_dir: str | os.PathLike, colle
         if not path.exists():
             policy = ensure_policy(name, collect_cfg, cache_dir or Path(data_dir) / "policies", device=device,
                                    progress=progress)
-            write_dataset(path, generate_dataset(name, quality, collect_cfg, policy, progress=progress))
+            dataset = generate_dataset(name, quality, collect_cfg, policy, progress=progress, parts_dir=data_dir)
+            write_dataset(path, dataset)
             record_dataset(data_dir, path)
     _check_collect_settings(path, collect_cfg)
     return path

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from dvdf.config import QUALITIES, CollectConfig
+from dvdf.config import D4RL_QUALITIES, QUALITIES, CollectConfig
 from dvdf.errors import DvdfError
 from dvdf.schema import from_dict, load_yaml
 
@@ -34,7 +34,7 @@ class SuiteSpec:
     robots: tuple[str, ...]
     data_dir: str = "dvdf_data"
     domains: tuple[str, ...] = (ORIGINAL,)
-    qualities: tuple[str, ...] = QUALITIES
+    qualities: tuple[str, ...] = D4RL_QUALITIES
     collect: CollectConfig = field(default_factory=CollectConfig)
     policy_cache: Optional[str] = None   # default <data_dir>/policies
     cpus_per_task: float = 1.0
