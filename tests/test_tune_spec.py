@@ -36,6 +36,7 @@ def sweep_of(**changes):
     ("low_data_5k", 40, 5, 1, 5),
     ("sensitivity", 4, 1, 30, 3),
     ("search", 40, 2, 16, 2),
+    ("evidence_hopper", 3, 5, 1, 5),
 ])
 def test_shipped_configs_parse_and_validate(name, groups, methods, trials_per_study, seeds):
     sweep = load_sweep(CONFIGS / f"{name}.yaml")
@@ -60,6 +61,19 @@ def test_paper_configs_follow_the_protocol():
     low = load_sweep(CONFIGS / "low_data_5k.yaml")
     config = low.experiment_config(low.studies[0], 100, 0.7, 0.5)
     assert config.data.target_transitions == 5000
+
+
+def test_evidence_config_is_the_issue_protocol():
+    """Paper defaults fixed (not tuned), 5 seeds, >= 100k steps, 5,000 target transitions."""
+    sweep = load_sweep(CONFIGS / "evidence_hopper.yaml")
+    assert sweep.spec.search.mode == "fixed"
+    assert {g.quality for g in sweep.groups} == {"medium-replay", "medium-expert", "random-expert"}
+    assert set(sweep.spec.methods) == {"iql-target", "iql-mix", "igdf", "dvdf-igdf", "dvdf-iql-adv"}
+    assert len(sweep.spec.seeds) == 5 and sweep.spec.base.iql.steps >= 100_000
+    config = sweep.experiment_config(sweep.study("hopper-kinematic-medium-expert-5000tr.dvdf-igdf"), 100, 0.7, 0.5)
+    assert (config.filter.tradeoff, config.filter.keep_ratio) == (0.7, 0.5)
+    assert config.data.target_transitions == 5000
+    assert (config.data.source_domain, config.data.target_domain) == ("hopper-kinematic", "hopper")
 
 
 def test_quickstart_is_an_optuna_search_of_at_least_8_trials_in_2_groups():
