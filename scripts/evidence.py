@@ -1,0 +1,238 @@
+"""The evidence experiment's steps (docs/EVIDENCE.md), each timed into docs/evidence/timings.jsonl.
+
+Run from the repository root with the project's interpreter, in this order (each step skips
+what is already there, so an interrupted step is rerun with the same command)::
+
+    .venv/bin/python scripts/evidence.py datasets           # SAC policies (cached) + every dataset
+    .venv/bin/python scripts/evidence.py pack-policies      # the policies, trimmed, into docs/evidence
+    .venv/bin/python scripts/evidence.py alignment random-expert   # kept shares + advantage AUC
+    .venv/bin/python scripts/evidence.py bench              # measured seed-steps/s for the budget
+    .venv/bin/python scripts/evidence.py sweep medium-expert        # one quality: sweep + archive
+    .venv/bin/python scripts/evidence.py render             # docs/EVIDENCE.md from docs/evidence/
+
+Datasets live in ``--data-dir`` (default ``dvdf_data``), stages in ``--cache-dir`` (default
+``dvdf_cache``), behaviour policies in the policy cache (``$DVDF_POLICY_CACHE`` or
+``~/.cache/dvdf/policies``). A later session on a fresh machine points the policy cache at the
+packed policies (``DVDF_POLICY_CACHE=docs/evidence/policies``) and regenerates the datasets in
+minutes instead of retraining SAC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SWEEP_FILE = ROOT / "tune_configs" / "evidence_hopper.yaml"
+EVIDENCE = ROOT / "docs" / "evidence"
+DOMAINS = ("hopper-kinematic", "hopper")            # source, target
+# Single-policy files first: the mixtures then read them instead of rolling out again.
+DATASET_ORDER = ("random", "medium", "expert", "medium-expert", "random-expert", "medium-replay")
+# Which two behaviour policies the advantage should tell apart, per source quality.
+AUC_PAIRS = {"random-expert": ("expert", "random"), "medium-expert": ("expert", "medium")}
+ALIGNMENT_METHODS = ("igdf", "dvdf-igdf", "dvdf-iql-adv")
+
+
+def _record(step: str, argv: list[str], started: float, **extra) -> None:
+    row = {"step": step, "command": " ".join(["python scripts/evidence.py", *argv]),
+           "wall_s": round(time.perf_counter() - started, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "cpus": os.cpu_count(), **extra}
+    EVIDENCE.mkdir(parents=True, exist_ok=True)
+    with open(EVIDENCE / "timings.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def _sweep(args, quality: str | None = None):
+    from dvdf.tune.spec import load_sweep
+
+    overrides = [f"data_dir={args.data_dir}", f"cache_dir={args.cache_dir}"]
+    sweep = load_sweep(SWEEP_FILE, overrides)
+    return sweep, [g for g in sweep.groups if quality is None or g.quality == quality]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    from dvdf.atomic import atomic_open
+
+    with atomic_open(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ---------------------------------------------------------------------------------- steps
+def datasets(args) -> None:
+    from dvdf.data.collect import collect_dataset, dataset_path
+    from dvdf.envs.catalogue import normalized_score
+
+    sweep, groups = _sweep(args)
+    collect = sweep.spec.base.data.collect
+    qualities = {g.quality for g in groups}
+    wanted = [q for q in DATASET_ORDER if q in qualities or q in ("random", "medium", "expert")]
+    for domain in DOMAINS:
+        for quality in wanted:
+            path = dataset_path(args.data_dir, domain, quality)
+            if path.exists():
+                continue
+            started = time.perf_counter()
+            summary = collect_dataset(domain, quality, path, collect, cache_dir=args.policy_cache,
+                                      progress=not args.no_progress)
+            summary["return_normalized"] = normalized_score(domain, summary["return_mean"])
+            summary["policy_dir"] = Path(summary["policy_dir"]).name
+            summary["path"] = path.name
+            _record("datasets", ["datasets"], started, dataset=path.name)
+            with open(EVIDENCE / "datasets.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(summary) + "\n")
+            print(json.dumps(summary), flush=True)
+
+
+def pack_policies(args) -> None:
+    """Trim each domain's SAC run to what dataset generation reads, into docs/evidence/policies:
+    settings, result and curve, the random/medium/expert actors and the replay rows up to the
+    medium snapshot (for medium-replay). Checkpoints and the other snapshots are left out."""
+    from dvdf.config import CollectConfig
+    from dvdf.data.behaviour import SACConfig, load_result
+    from dvdf.data.collect import pick_medium, policy_run_dir
+
+    sweep, _ = _sweep(args)
+    collect: CollectConfig = sweep.spec.base.data.collect
+    for domain in DOMAINS:
+        run = policy_run_dir(domain, SACConfig.from_collect(collect), args.policy_cache)
+        result = load_result(run)
+        if result is None:
+            raise SystemExit(f"{run}: SAC run not completed; run the datasets step first")
+        medium = pick_medium(result.snapshots)
+        out = EVIDENCE / "policies" / run.name
+        (out / "snapshots").mkdir(parents=True, exist_ok=True)
+        (out / "replay").mkdir(exist_ok=True)
+        for name in ("settings.json", "result.json", "curve.jsonl"):
+            shutil.copyfile(run / name, out / name)
+        for snap in (result.random, medium, result.expert):
+            shutil.copyfile(run / snap["path"], out / snap["path"])
+        for chunk in sorted((run / "replay").glob("rows_*.pt")):
+            first = int(chunk.stem.split("_")[1])
+            if first < medium["step"]:
+                shutil.copyfile(chunk, out / "replay" / chunk.name)
+        shutil.copyfile(run / "curve.jsonl", EVIDENCE / f"{domain}_sac_curve.jsonl")
+        print(f"{out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
+
+
+def alignment(args) -> None:
+    from dvdf.alignment import advantage_auc, kept_shares
+
+    sweep, groups = _sweep(args, args.quality)
+    if not groups:
+        raise SystemExit(f"{args.quality}: not a quality of {SWEEP_FILE.name}")
+    group = groups[0]
+    kept_rows, auc_rows = [], []
+    for seed in args.seeds:
+        started = time.perf_counter()
+        configs = {s.method: sweep.experiment_config(s, seed, s.fixed.get("tradeoff", 0.7),
+                                                     s.fixed.get("keep_ratio", 0.5))
+                   for s in sweep.studies if s.group == group and s.method in ALIGNMENT_METHODS}
+        for share in kept_shares([configs[m] for m in ALIGNMENT_METHODS], batches=args.batches, seed=seed,
+                                 progress=not args.no_progress):
+            kept_rows.append({"quality": args.quality, "seed": seed, **dataclasses.asdict(share)})
+        if args.quality in AUC_PAIRS:
+            positive, negative = AUC_PAIRS[args.quality]
+            for method in ("dvdf-igdf", "dvdf-iql-adv"):
+                for auc in advantage_auc(configs[method], positive, negative, args.steps,
+                                         progress=not args.no_progress):
+                    auc_rows.append({"quality": args.quality, "seed": seed, **dataclasses.asdict(auc)})
+        _record("alignment", ["alignment", args.quality, "--seeds", str(seed)], started)
+    out = EVIDENCE / "alignment"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / f"kept_{args.quality}.csv", kept_rows)
+    if auc_rows:
+        _write_csv(out / f"auc_{args.quality}.csv", auc_rows)
+    print(f"written: {out}")
+
+
+def bench(args) -> None:
+    """Seed-steps/s of the evidence trial's step (5 seeds batched, compiled) on one thread."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "dvdf.cli", "bench", "--json", "--threads", "1",
+                             "--members", "5", "--compile", "--no-evaluation", "--no-simulation"],
+                            check=True, capture_output=True, text=True, cwd=ROOT)
+    measured = json.loads(result.stdout)
+    _record("bench", ["bench"], started)
+    from dvdf.atomic import atomic_write_text
+
+    atomic_write_text(EVIDENCE / "bench.json", json.dumps(measured, indent=1) + "\n")
+    print(f"written: {EVIDENCE / 'bench.json'}")
+
+
+def sweep(args) -> None:
+    from dvdf.report.archive import archive_runs
+
+    _, groups = _sweep(args, args.quality)
+    if not groups:
+        raise SystemExit(f"{args.quality}: not a quality of {SWEEP_FILE.name}")
+    name = f"evidence_hopper-{args.quality}"
+    group = ("groups=[{robots: [hopper], shifts: [kinematic], qualities: [" + args.quality
+             + "], target: [{transitions: 5000}]}]")
+    command = [sys.executable, "-m", "dvdf.cli", "sweep", str(SWEEP_FILE), "--name", name, "--set", group,
+               "--set", f"data_dir={args.data_dir}", "--set", f"cache_dir={args.cache_dir}",
+               "--storage", str(args.storage)]
+    if (Path(args.storage) / name).exists():
+        command.append("--resume")
+    started = time.perf_counter()
+    code = subprocess.run(command, cwd=ROOT).returncode
+    archived = archive_runs(Path(args.storage) / name, EVIDENCE / "runs")
+    _record("sweep", ["sweep", args.quality], started, exit_code=code, runs_archived=len(archived.copied),
+            runs_unfinished=len(archived.skipped))
+    print(f"archived {len(archived.copied)} run(s) into {EVIDENCE / 'runs'}; unfinished: {len(archived.skipped)}")
+    if code:
+        raise SystemExit(code)
+
+
+def render(args) -> None:
+    from dvdf.report.evidence import render_evidence
+
+    started = time.perf_counter()
+    path = render_evidence(EVIDENCE, ROOT / "docs" / "EVIDENCE.md")
+    _record("render", ["render"], started)
+    print(f"written: {path}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="dvdf_data")
+    parser.add_argument("--cache-dir", default="dvdf_cache", help="stage cache (value models, scores)")
+    parser.add_argument("--policy-cache", default=None,
+                        help="behaviour-policy cache (default: $DVDF_POLICY_CACHE or ~/.cache/dvdf/policies)")
+    parser.add_argument("--no-progress", action="store_true")
+    steps = parser.add_subparsers(dest="step", required=True)
+    steps.add_parser("datasets").set_defaults(func=datasets)
+    steps.add_parser("pack-policies").set_defaults(func=pack_policies)
+    align = steps.add_parser("alignment")
+    align.add_argument("quality")
+    align.add_argument("--seeds", type=int, nargs="+", default=[100])
+    align.add_argument("--steps", type=int, nargs="+", default=[10_000, 30_000, 100_000],
+                       help="value-model lengths of the advantage-AUC curve (the sweep's own is 100k)")
+    align.add_argument("--batches", type=int, default=2000)
+    align.set_defaults(func=alignment)
+    steps.add_parser("bench").set_defaults(func=bench)
+    run = steps.add_parser("sweep")
+    run.add_argument("quality")
+    run.add_argument("--storage", default="results")
+    run.set_defaults(func=sweep)
+    steps.add_parser("render").set_defaults(func=render)
+    args = parser.parse_args(argv)
+    if args.policy_cache is None:
+        from dvdf.data.collect import default_policy_cache
+        args.policy_cache = str(default_policy_cache())
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
