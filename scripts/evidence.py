@@ -78,7 +78,7 @@ def datasets(args) -> None:
     collect = sweep.spec.base.data.collect
     qualities = {g.quality for g in groups}
     wanted = [q for q in DATASET_ORDER if q in qualities or q in ("random", "medium", "expert")]
-    for domain in DOMAINS:
+    for domain in args.domains:
         for quality in wanted:
             path = dataset_path(args.data_dir, domain, quality)
             if path.exists():
@@ -89,7 +89,7 @@ def datasets(args) -> None:
             summary["return_normalized"] = normalized_score(domain, summary["return_mean"])
             summary["policy_dir"] = Path(summary["policy_dir"]).name
             summary["path"] = path.name
-            _record("datasets", ["datasets"], started, dataset=path.name)
+            _record("datasets", ["datasets", "--domains", domain], started, dataset=path.name)
             with open(EVIDENCE / "datasets.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(summary) + "\n")
             print(json.dumps(summary), flush=True)
@@ -210,7 +210,10 @@ def main(argv=None) -> None:
                         help="behaviour-policy cache (default: $DVDF_POLICY_CACHE or ~/.cache/dvdf/policies)")
     parser.add_argument("--no-progress", action="store_true")
     steps = parser.add_subparsers(dest="step", required=True)
-    steps.add_parser("datasets").set_defaults(func=datasets)
+    make = steps.add_parser("datasets")
+    make.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS,
+                      help="one per process to generate the domains side by side")
+    make.set_defaults(func=datasets)
     steps.add_parser("pack-policies").set_defaults(func=pack_policies)
     align = steps.add_parser("alignment")
     align.add_argument("quality")
