@@ -78,21 +78,43 @@ def datasets(args) -> None:
     collect = sweep.spec.base.data.collect
     qualities = {g.quality for g in groups}
     wanted = [q for q in DATASET_ORDER if q in qualities or q in ("random", "medium", "expert")]
+    listed = {row["path"] for row in _jsonl_rows(EVIDENCE / "datasets.jsonl")}
     for domain in args.domains:
         for quality in wanted:
             path = dataset_path(args.data_dir, domain, quality)
-            if path.exists():
+            if path.name in listed:
                 continue
             started = time.perf_counter()
-            summary = collect_dataset(domain, quality, path, collect, cache_dir=args.policy_cache,
-                                      progress=not args.no_progress)
+            if path.exists():   # made by an earlier command (e.g. dvdf collect): listed, not timed
+                summary, started = _file_summary(path, domain), None
+            else:
+                summary = collect_dataset(domain, quality, path, collect, cache_dir=args.policy_cache,
+                                          progress=not args.no_progress)
             summary["return_normalized"] = normalized_score(domain, summary["return_mean"])
             summary["policy_dir"] = Path(summary["policy_dir"]).name
             summary["path"] = path.name
-            _record("datasets", ["datasets", "--domains", domain], started, dataset=path.name)
+            if started is not None:
+                _record("datasets", ["datasets", "--domains", domain], started, dataset=path.name)
             with open(EVIDENCE / "datasets.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(summary) + "\n")
             print(json.dumps(summary), flush=True)
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _file_summary(path: Path, domain: str) -> dict:
+    """The summary collect_dataset prints, read back from an existing file."""
+    from dvdf.data import read_dataset
+
+    dataset = read_dataset(path, domain=domain)
+    returns, meta = dataset.episode_returns(), dataset.metadata
+    return {"path": str(path), "domain": domain, "quality": meta["quality"], "transitions": len(dataset),
+            "episodes": int(len(returns)), "return_mean": float(returns.mean()),
+            "behaviour_policy_steps": int(meta["behaviour_policy_steps"]),
+            "behaviour_policy_mean_return": float(meta["behaviour_policy_mean_return"]),
+            "policy_dir": str(meta["sac_run"])}
 
 
 def pack_policies(args) -> None:
