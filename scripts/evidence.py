@@ -55,7 +55,7 @@ def _record(step: str, argv: list[str], started: float, **extra) -> None:
 def _sweep(args, quality: str | None = None):
     from dvdf.tune.spec import load_sweep
 
-    overrides = [f"data_dir={args.data_dir}", f"cache_dir={args.cache_dir}"]
+    overrides = [f"data_dir={args.data_dir}", f"cache_dir={args.cache_dir}", *args.overrides]
     sweep = load_sweep(SWEEP_FILE, overrides)
     return sweep, [g for g in sweep.groups if quality is None or g.quality == quality]
 
@@ -204,7 +204,7 @@ def sweep(args) -> None:
              + "], target: [{transitions: 5000}]}]")
     command = [sys.executable, "-m", "dvdf.cli", "sweep", str(SWEEP_FILE), "--name", name, "--set", group,
                "--set", f"data_dir={args.data_dir}", "--set", f"cache_dir={args.cache_dir}",
-               "--storage", str(args.storage)]
+               "--storage", str(args.storage), *[f"--set={o}" for o in args.overrides]]
     if (Path(args.storage) / name).exists():
         command.append("--resume")
     started = time.perf_counter()
@@ -220,7 +220,8 @@ def sweep(args) -> None:
 def render(args) -> None:
     from dvdf.report.evidence import render_evidence
 
-    path = render_evidence(EVIDENCE, ROOT / "docs" / "EVIDENCE.md")   # not timed: it only reads
+    out = ROOT / "docs" / "EVIDENCE.md" if args.evidence_dir is None else EVIDENCE.parent / "EVIDENCE.md"
+    path = render_evidence(EVIDENCE, out)   # not timed: it only reads
     print(f"written: {path}")
 
 
@@ -231,6 +232,11 @@ def main(argv=None) -> None:
     parser.add_argument("--policy-cache", default=None,
                         help="behaviour-policy cache (default: $DVDF_POLICY_CACHE or ~/.cache/dvdf/policies)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: run one step per core side by side)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of the sweep file (a smaller trial of the pipeline)")
+    parser.add_argument("--evidence-dir", default=None, help="where the measured files go (default docs/evidence)")
     steps = parser.add_subparsers(dest="step", required=True)
     make = steps.add_parser("datasets")
     make.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS,
@@ -251,10 +257,21 @@ def main(argv=None) -> None:
     run.set_defaults(func=sweep)
     steps.add_parser("render").set_defaults(func=render)
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    global EVIDENCE
+    EVIDENCE = Path(args.evidence_dir) if args.evidence_dir else EVIDENCE
     if args.policy_cache is None:
         from dvdf.data.collect import default_policy_cache
         args.policy_cache = str(default_policy_cache())
-    args.func(args)
+    from dvdf.errors import DvdfError
+
+    try:
+        args.func(args)
+    except DvdfError as exc:   # bad input: one line, exit status 2, as the dvdf command line does
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
