@@ -72,8 +72,8 @@ def policies_section(evidence: Path) -> list[str]:
         return out + ["Not run yet (`scripts/evidence.py datasets`).", ""]
     out += _table(["domain", "SAC steps", "final return (deterministic)", "normalized", "final (stochastic)",
                    "best snapshot (deterministic)"], rows)
-    return out + ["", "Every snapshot is in `docs/evidence/<domain>_sac_curve.jsonl` (returns over `eval_episodes` episodes); "
-                  "the expert is the final snapshot, as in D4RL.", ""]
+    return out + ["", "Every snapshot is in `docs/evidence/<domain>_sac_curve.jsonl` (returns over the run's "
+                  "`eval_episodes` episodes); the expert is the final snapshot, as in D4RL.", ""]
 
 
 def datasets_section(evidence: Path) -> list[str]:
