@@ -78,11 +78,11 @@ def datasets(args) -> None:
     collect = sweep.spec.base.data.collect
     qualities = {g.quality for g in groups}
     wanted = [q for q in DATASET_ORDER if q in qualities or q in ("random", "medium", "expert")]
-    listed = {row["path"] for row in _jsonl_rows(EVIDENCE / "datasets.jsonl")}
+    listed = {row["path"]: row for row in _jsonl_rows(EVIDENCE / "datasets.jsonl")}
     for domain in args.domains:
         for quality in wanted:
             path = dataset_path(args.data_dir, domain, quality)
-            if path.name in listed:
+            if path.name in listed and path.exists():
                 continue
             started = time.perf_counter()
             if path.exists():   # made by an earlier command (e.g. dvdf collect): listed, not timed
@@ -93,11 +93,30 @@ def datasets(args) -> None:
             summary["return_normalized"] = normalized_score(domain, summary["return_mean"])
             summary["policy_dir"] = Path(summary["policy_dir"]).name
             summary["path"] = path.name
+            if path.name in listed:   # regenerated on a fresh machine: it must be the committed file
+                _check_regenerated(listed[path.name], summary)
+                _record("datasets-regenerate", ["datasets", "--domains", domain], started, dataset=path.name)
+                print(f"{path}: regenerated, matches docs/evidence/datasets.jsonl", flush=True)
+                continue
             if started is not None:
                 _record("datasets", ["datasets", "--domains", domain], started, dataset=path.name)
             with open(EVIDENCE / "datasets.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(summary) + "\n")
             print(json.dumps(summary), flush=True)
+
+
+def _check_regenerated(recorded: dict, summary: dict) -> None:
+    """A dataset regenerated from the packed policies must be the one the evidence was measured on:
+    same policy, size and episode returns (rollouts are seeded, so equal up to float printing)."""
+    from dvdf.errors import DvdfError
+
+    for key in ("policy_dir", "transitions", "episodes", "behaviour_policy_steps"):
+        if recorded[key] != summary[key]:
+            raise DvdfError(f"{summary['path']}: regenerated {key}={summary[key]!r}, "
+                            f"docs/evidence/datasets.jsonl has {recorded[key]!r}")
+    if abs(recorded["return_mean"] - summary["return_mean"]) > 1e-3 * max(1.0, abs(recorded["return_mean"])):
+        raise DvdfError(f"{summary['path']}: regenerated return_mean={summary['return_mean']:.3f}, "
+                        f"docs/evidence/datasets.jsonl has {recorded['return_mean']:.3f}")
 
 
 def _jsonl_rows(path: Path) -> list[dict]:
