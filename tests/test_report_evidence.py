@@ -51,3 +51,10 @@ def test_tables_are_computed_from_the_files(tmp_path):
     assert "3,100.0 at 10,000" in text
     assert "| igdf | expert | 0.500 | 0.590 | 0.590 |" in text and "| sql | 10,000 | 100 | 0.812 |" in text
     assert "| `python scripts/evidence.py render` | 1.5 |" in text
+    # The figures: behaviour curves drawn, the report of the runs built beside them and embedded.
+    assert (evidence / "figures" / "sac_curves.png").stat().st_size > 0
+    assert "![SAC learning curves](evidence/figures/sac_curves.png)" in text
+    assert (evidence / "report" / "README.md").is_file()
+    assert "[evidence/report/README.md](evidence/report/README.md)" in text
+    curves, = [line for line in text.splitlines() if line.startswith("![") and "learning_curves" in line]
+    assert (tmp_path / curves.split("(")[1].rstrip(")")).is_file()

@@ -10,14 +10,17 @@ Inputs (each written by a step of ``scripts/evidence.py``; a missing one is repo
 ``runs/<task>/<method>/seed_<N>/``  per-seed results (:mod:`dvdf.report.archive`)
 ``timings.jsonl``              the command and wall time of every step
 
-The result tables are the report's own statistics (:mod:`dvdf.report.analysis`, rliable
-intervals), so EVIDENCE.md and ``dvdf report docs/evidence/runs`` never disagree.
+The result tables are the report's own statistics: the renderer builds ``dvdf report`` of the
+runs into ``report/`` beside them (rliable intervals, learning curves, filter diagnostics) and
+quotes its numbers and figures, so EVIDENCE.md and that report never disagree. The behaviour
+curves are drawn into ``figures/``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -54,16 +57,18 @@ def _f(value: Optional[float], digits: int = 1) -> str:
 
 
 # ------------------------------------------------------------------------------------ sections
-def policies_section(evidence: Path) -> list[str]:
+def policies_section(evidence: Path, doc_dir: Path) -> list[str]:
     from dvdf.envs.catalogue import normalized_score
+    from dvdf.report.plots import behaviour_curves
 
     out = ["## 1. Behaviour policies (SAC)", ""]
-    rows = []
+    rows, curves = [], {}
     for path in sorted(evidence.glob("*_sac_curve.jsonl")):
         domain = path.name[: -len("_sac_curve.jsonl")]
         curve = _jsonl(path)
         if not curve:
             continue
+        curves[domain] = curve
         last, best = curve[-1], max(curve, key=lambda r: r["return_deterministic"])
         rows.append([f"`{domain}`", f"{last['step']:,}", _f(last["return_deterministic"]),
                      _f(normalized_score(domain, last["return_deterministic"])), _f(last["return_stochastic"]),
@@ -72,8 +77,12 @@ def policies_section(evidence: Path) -> list[str]:
         return out + ["Not run yet (`scripts/evidence.py datasets`).", ""]
     out += _table(["domain", "SAC steps", "final return (deterministic)", "normalized", "final (stochastic)",
                    "best snapshot (deterministic)"], rows)
+    medium = {d["domain"]: d["behaviour_policy_steps"] for d in _jsonl(evidence / "datasets.jsonl")
+              if d.get("quality") == "medium"}
+    figure = behaviour_curves(curves, medium, evidence / "figures" / "sac_curves.png")
     return out + ["", "Every snapshot is in `docs/evidence/<domain>_sac_curve.jsonl` (returns over the run's "
-                  "`eval_episodes` episodes); the expert is the final snapshot, as in D4RL.", ""]
+                  "`eval_episodes` episodes); the expert is the final snapshot, as in D4RL.", "",
+                  f"![SAC learning curves]({_relative(figure, doc_dir)})", ""]
 
 
 def datasets_section(evidence: Path) -> list[str]:
@@ -105,20 +114,21 @@ def budget_section(evidence: Path) -> list[str]:
         "scorer) and evaluation come on top.", ""]
 
 
-def results_section(evidence: Path, reps: int = DEFAULT_REPS) -> tuple[list[str], Optional[dict]]:
+def results_section(evidence: Path, doc_dir: Path, reps: int = DEFAULT_REPS) -> tuple[list[str], Optional[dict]]:
     from dvdf.errors import DvdfError
-    from dvdf.report.analysis import Options, analyse
-    from dvdf.report.build import statistics
-    from dvdf.report.load import load_experiment
+    from dvdf.report.analysis import Options
+    from dvdf.report.build import build_report
     from dvdf.report.stats import LAST_K as LAST_K_SCORE
 
     out = ["## 4. Results", ""]
     runs = evidence / "runs"
+    if not runs.is_dir():
+        return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
     try:
-        experiment = load_experiment(runs)
+        report = build_report(runs, evidence / "report", options=Options(last_k=LAST_K, pairs=(PAIR,), reps=reps))
     except DvdfError:
         return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
-    stats = statistics(analyse(experiment, None, None, Options(last_k=LAST_K, pairs=(PAIR,), reps=reps)))
+    stats = report["statistics"]
     cells = [c for c in stats["cells"][LAST_K_SCORE]]
     tasks = sorted({c["task"] for c in cells})
     by_key = {(c["task"], c["method"]): c for c in cells}
@@ -145,7 +155,25 @@ def results_section(evidence: Path, reps: int = DEFAULT_REPS) -> tuple[list[str]
     for pair in pairs:
         out += [f"P({pair['x']} > {pair['y']}) = {_interval(pair)} over {pair['tasks']} task(s) "
                 f"({pair['runs_x']} vs {pair['runs_y']} runs per task).", ""]
+    out += _report_figures(Path(report["out"]), report["figures"], doc_dir)
     return out, {"stats": stats, "pairs": pairs}
+
+
+def _report_figures(report: Path, figures: list[str], doc_dir: Path) -> list[str]:
+    """The report's learning curves and filter diagnostics, embedded; the rest is linked."""
+    link = _relative(report / "README.md", doc_dir)
+    out = [f"The full report of these runs (tables as CSV, aggregate figures): [{link}]({link}).", ""]
+    for prefix, title in (("figures/learning_curves/", "Learning curves"),
+                          ("figures/filter/", "What the filter kept during training")):
+        chosen = [f for f in figures if f.startswith(prefix)]
+        if chosen:
+            out += [f"{title}:", ""]
+            out += [f"![{Path(f).stem}]({_relative(report / f, doc_dir)})" for f in chosen] + [""]
+    return out
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
 
 
 def _interval(interval: dict) -> str:
@@ -209,13 +237,13 @@ def conclusion_section(results: Optional[dict]) -> list[str]:
 def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_REPS) -> Path:
     """Write ``out`` (docs/EVIDENCE.md) from ``evidence``; ``reps`` bootstrap resamples per CI."""
     evidence, out = Path(evidence), Path(out)
-    results_lines, results = results_section(evidence, reps)
+    results_lines, results = results_section(evidence, out.parent, reps)
     lines = ["# Evidence: DVDF against IGDF at laptop scale", "",
              "Generated by `python scripts/evidence.py render` from the files in `docs/evidence/`; every "
              "number below is computed from them. Protocol: `tune_configs/evidence_hopper.yaml` (source "
              "hopper-kinematic, target hopper with 5,000 transitions, lambda 0.7 and xi 0.5 fixed, 5 seeds, "
              "100k steps).", ""]
-    lines += policies_section(evidence) + datasets_section(evidence) + budget_section(evidence)
+    lines += policies_section(evidence, out.parent) + datasets_section(evidence) + budget_section(evidence)
     lines += results_lines + alignment_section(evidence) + conclusion_section(results) + commands_section(evidence)
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out

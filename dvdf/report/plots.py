@@ -384,3 +384,26 @@ def tuning_budget(study, score: str, path: Path) -> Path:
     ax.set_title(f"{study.task.name} / {study.method}: tuning budget\n"
                  "did the search beat the default? (tuning on the target env is online tuning)")
     return save_figure(fig, path)
+
+
+def behaviour_curves(curves: dict[str, list[dict]], medium_steps: dict[str, int], path: Path) -> Path:
+    """SAC behaviour-policy learning curves, one panel per domain: episode return of the
+    deterministic and the stochastic policy at every snapshot, the medium snapshot marked (the
+    expert is the final one, as in D4RL)."""
+    fig = Figure(figsize=(5 * max(len(curves), 1), 4), layout="constrained")
+    axes = fig.subplots(1, max(len(curves), 1), squeeze=False)[0]
+    for ax, (domain, rows) in zip(axes, curves.items()):
+        steps = np.array([row["step"] for row in rows])
+        for key, label in (("return_deterministic", "deterministic (mean action)"),
+                           ("return_stochastic", "stochastic (sampled action)")):
+            ax.plot(steps, [row[key] for row in rows], label=label, linewidth=1.5)
+        if domain in medium_steps:
+            ax.axvline(medium_steps[domain], color="grey", linestyle="--", linewidth=1,
+                       label=f"medium snapshot ({medium_steps[domain]:,} steps)")
+        ax.set_xlabel("SAC updates")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(True, alpha=0.3)
+        ax.set_ylabel("episode return")
+        ax.set_title(f"{domain}: behaviour policy (SAC)")
+        ax.legend(loc="best", fontsize="small")
+    return save_figure(fig, path)
