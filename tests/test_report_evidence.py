@@ -45,8 +45,10 @@ def test_tables_are_computed_from_the_files(tmp_path):
     for cell in stats["cells"]["last_k"]:
         assert f"{cell['mean']:.1f} +- {cell['std']:.1f} (n=5)" in text
     pair, = [p for p in stats["probability_of_improvement"]["pairs"] if p["x"] == "dvdf-igdf"]
-    assert f"P(dvdf-igdf > igdf) = {pair['point']:.2f} [{pair['ci_low']:.2f}, {pair['ci_high']:.2f}]" in text
-    assert "dvdf-igdf beats igdf here" in text          # 60 vs 40, 3 std apart: CI excludes 0.5
+    assert f"| dvdf-igdf | igdf | {pair['point']:.2f} [{pair['ci_low']:.2f}, {pair['ci_high']:.2f}] | 1 |" in text
+    assert "**dvdf-igdf beats igdf** here" in text      # 60 vs 40, 3 std apart: CI excludes 0.5
+    means = {c["method"]: c["mean"] for c in stats["cells"]["last_k"]}
+    assert f"{means['dvdf-igdf'] - means['igdf']:+.1f})" in text
     assert "| `hopper` | 20,000 | 2,900.0 |" in text     # final snapshot, not the best
     assert "3,100.0 at 10,000" in text
     assert "| igdf | expert | 0.500 | 0.590 | 0.590 |" in text and "| sql | 10,000 | 100 | 0.812 |" in text
@@ -58,3 +60,19 @@ def test_tables_are_computed_from_the_files(tmp_path):
     assert "[evidence/report/README.md](evidence/report/README.md)" in text
     curves, = [line for line in text.splitlines() if line.startswith("![") and "learning_curves" in line]
     assert (tmp_path / curves.split("(")[1].rstrip(")")).is_file()
+
+
+def test_alignment_over_seeds_is_mean_and_std(tmp_path):
+    evidence = tmp_path / "evidence"
+    (evidence / "alignment").mkdir(parents=True)
+    (evidence / "alignment" / "kept_medium-expert.csv").write_text(
+        "quality,seed,method,policy,source_share,kept_share,keep_rate\n"
+        "medium-expert,100,igdf,expert,0.5,0.60,0.6\nmedium-expert,200,igdf,expert,0.5,0.70,0.7\n")
+    (evidence / "alignment" / "auc_medium-expert.csv").write_text(
+        "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative\n"
+        "medium-expert,100,sql,100000,expert,medium,0.7,10,10\n"
+        "medium-expert,200,sql,100000,expert,medium,0.9,10,10\n")
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    assert "seed(s) 100, 200" in text
+    assert "| igdf | expert | 0.500 +- 0.000 | 0.650 +- 0.071 | 0.650 +- 0.071 |" in text
+    assert "| sql | 100,000 | 100, 200 | 0.800 +- 0.141 |" in text

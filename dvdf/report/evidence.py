@@ -28,7 +28,10 @@ from dvdf.atomic import atomic_write_text
 from dvdf.report.reliable import DEFAULT_REPS
 
 LAST_K = 5
-PAIR = ("dvdf-igdf", "igdf")
+# The claim under test first; then does borrowing help at all (against IQL on the target data
+# alone), and the SQL-vs-IQL value-model ablation.
+PAIRS = (("dvdf-igdf", "igdf"), ("igdf", "iql-target"), ("dvdf-igdf", "iql-target"),
+         ("dvdf-igdf", "dvdf-iql-adv"))
 METHOD_ORDER = ("iql-target", "iql-mix", "igdf", "dvdf-igdf", "dvdf-iql-adv")
 SEED_STEPS_PER_CELL = 5 * 100_000     # 5 seeds x 100k steps (tune_configs/evidence_hopper.yaml)
 CELLS = 3 * len(METHOD_ORDER)         # 3 source qualities x 5 methods
@@ -125,7 +128,7 @@ def results_section(evidence: Path, doc_dir: Path, reps: int = DEFAULT_REPS) -> 
     if not runs.is_dir():
         return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
     try:
-        report = build_report(runs, evidence / "report", options=Options(last_k=LAST_K, pairs=(PAIR,), reps=reps))
+        report = build_report(runs, evidence / "report", options=Options(last_k=LAST_K, pairs=PAIRS, reps=reps))
     except DvdfError:
         return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
     stats = report["statistics"]
@@ -151,12 +154,16 @@ def results_section(evidence: Path, doc_dir: Path, reps: int = DEFAULT_REPS) -> 
         out += _table(["method", "IQM [95% CI]", "mean [95% CI]", "runs per task"],
                       [[a["method"], _interval(a["iqm"]), _interval(a["mean"]), a["runs_per_task"]]
                        for a in aggregate["methods"]]) + [""]
-    pairs = [p for p in stats["probability_of_improvement"]["pairs"] if (p["x"], p["y"]) == PAIR]
-    for pair in pairs:
-        out += [f"P({pair['x']} > {pair['y']}) = {_interval(pair)} over {pair['tasks']} task(s) "
-                f"({pair['runs_x']} vs {pair['runs_y']} runs per task).", ""]
+    found = {(p["x"], p["y"]): p for p in stats["probability_of_improvement"]["pairs"]}
+    pairs = [found[pair] for pair in PAIRS if pair in found]
+    if pairs:
+        out += ["Probability of improvement P(X > Y) (a random run of X scores above a random run of Y, "
+                "per task, averaged over tasks), 95% bootstrap CI:", ""]
+        out += _table(["X", "Y", "P(X > Y) [95% CI]", "tasks", "runs per task (X vs Y)"],
+                      [[p["x"], p["y"], _interval(p), p["tasks"], f"{p['runs_x']} vs {p['runs_y']}"]
+                       for p in pairs]) + [""]
     out += _report_figures(Path(report["out"]), report["figures"], doc_dir)
-    return out, {"stats": stats, "pairs": pairs}
+    return out, {"stats": stats, "pairs": pairs, "cells": by_key}
 
 
 def _report_figures(report: Path, figures: list[str], doc_dir: Path) -> list[str]:
@@ -193,17 +200,36 @@ def alignment_section(evidence: Path) -> list[str]:
         out += [f"Kept composition, source `hopper-kinematic-{quality}`, seed(s) {', '.join(seeds)}: share of "
                 "each behaviour policy among the kept rows of uniformly drawn source batches (top xi = 50% per "
                 "batch of 128, the training step's rule), against its share in the batches:", ""]
+        groups = _by(rows, ("method", "policy"))
         out += _table(["method", "policy", "share in batches", "share of kept", "keep rate"],
-                      [[r["method"], r["policy"], f"{float(r['source_share']):.3f}", f"{float(r['kept_share']):.3f}",
-                        f"{float(r['keep_rate']):.3f}"] for r in rows]) + [""]
+                      [[method, policy, _spread(g, "source_share"), _spread(g, "kept_share"), _spread(g, "keep_rate")]
+                       for (method, policy), g in groups.items()])
+        out += ["", "(mean +- std over the seeds where more than one was measured)", ""]
     for path in auc_files:
         rows = _csv(path)
         quality = path.stem[len("auc_"):]
         out += [f"Advantage ROC AUC, source `hopper-kinematic-{quality}`: P(A of a random {rows[0]['positive']} row "
                 f"> A of a random {rows[0]['negative']} row); 0.5 = no information:", ""]
-        out += _table(["value model", "pretraining steps", "seed", "AUC"],
-                      [[r["model"], f"{int(r['steps']):,}", r["seed"], f"{float(r['auc']):.3f}"] for r in rows]) + [""]
+        groups = _by(rows, ("model", "steps"))
+        out += _table(["value model", "pretraining steps", "seeds", "AUC"],
+                      [[model, f"{int(steps):,}", ", ".join(r["seed"] for r in g), _spread(g, "auc")]
+                       for (model, steps), g in groups.items()]) + [""]
     return out
+
+
+def _by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    """Rows grouped by ``keys``, groups in first-appearance order."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return groups
+
+
+def _spread(rows: list[dict], key: str) -> str:
+    import numpy as np
+
+    values = np.array([float(r[key]) for r in rows])
+    return f"{values[0]:.3f}" if values.size == 1 else f"{values.mean():.3f} +- {values.std(ddof=1):.3f}"
 
 
 def commands_section(evidence: Path) -> list[str]:
@@ -217,21 +243,27 @@ def commands_section(evidence: Path) -> list[str]:
 
 def conclusion_section(results: Optional[dict]) -> list[str]:
     out = ["## 6. What the numbers say", ""]
-    if results is None or not results["pairs"]:
-        return out + ["No comparison of dvdf-igdf with igdf has finished yet, so this document makes no claim "
-                      "about DVDF's performance. The sections above are the groundwork: policies, data, "
+    pairs = {(p["x"], p["y"]): p for p in (results or {}).get("pairs", [])}
+    if PAIRS[0] not in pairs:
+        return out + [f"No comparison of {PAIRS[0][0]} with {PAIRS[0][1]} has finished yet, so this document makes "
+                      "no claim about DVDF's performance. The sections above are the groundwork: policies, data, "
                       "and the value-alignment measurements.", ""]
-    for pair in results["pairs"]:
-        low, high = pair["ci_low"], pair["ci_high"]
-        if low > 0.5:
-            verdict = f"{pair['x']} beats {pair['y']} here: the 95% CI of P({pair['x']} > {pair['y']}) excludes 0.5."
-        elif high < 0.5:
-            verdict = f"{pair['y']} beats {pair['x']} here: the 95% CI of P({pair['x']} > {pair['y']}) lies below 0.5."
+    cells = results["cells"]
+    for key in PAIRS:
+        if key not in pairs:
+            continue
+        pair, (x, y) = pairs[key], key
+        if pair["ci_low"] > 0.5:
+            verdict = f"**{x} beats {y}** here: the 95% CI of P({x} > {y}) excludes 0.5"
+        elif pair["ci_high"] < 0.5:
+            verdict = f"**{y} beats {x}** here: the 95% CI of P({x} > {y}) lies below 0.5"
         else:
-            verdict = (f"No significant difference between {pair['x']} and {pair['y']} here: the 95% CI of "
-                       f"P({pair['x']} > {pair['y']}) includes 0.5.")
-        out += [verdict + f" ({pair['tasks']} task(s) finished of 3.)", ""]
-    return out
+            verdict = f"**No significant difference between {x} and {y}** here: the 95% CI of P({x} > {y}) includes 0.5"
+        gaps = [f"{task} {cells[(task, x)]['mean'] - cells[(task, y)]['mean']:+.1f}"
+                for task in sorted({t for t, _ in cells}) if (task, x) in cells and (task, y) in cells]
+        out += [f"- {verdict} ({pair['tasks']} of 3 source qualities finished; last-{LAST_K} mean difference "
+                f"{x} - {y}, in normalized points: {', '.join(gaps)})."]
+    return out + [""]
 
 
 def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_REPS) -> Path:
