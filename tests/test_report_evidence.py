@@ -24,8 +24,9 @@ def test_tables_are_computed_from_the_files(tmp_path):
     rng = np.random.default_rng(1)
     for method, level in (("igdf", 40.0), ("dvdf-igdf", 60.0)):
         for seed in (100, 200, 300, 400, 500):
-            write_run(evidence / "runs" / f"{method}-{seed}", method, list(level + rng.normal(0, 3, 6)), seed=seed,
-                      quality="medium-expert")
+            write_run(evidence / "runs" / "hopper-kinematic-medium-expert" / method / f"seed_{seed}", method,
+                      list(level + rng.normal(0, 3, 6)), seed=seed, quality="medium-expert",
+                      extra=lambda i: {"train_steps_per_s": 40.0 + i})
     (evidence / "hopper_sac_curve.jsonl").write_text("".join(json.dumps(
         {"step": s, "return_deterministic": r, "return_stochastic": r - 10}) + "\n"
         for s, r in ((0, 10.0), (10_000, 3100.0), (20_000, 2900.0))))
@@ -53,6 +54,8 @@ def test_tables_are_computed_from_the_files(tmp_path):
     assert "3,100.0 at 10,000" in text
     assert "| igdf | expert | 0.500 | 0.590 | 0.590 |" in text and "| sql | 10,000 | 100 | 0.812 |" in text
     assert "| `python scripts/evidence.py render` | 1.5 |" in text
+    # The sweep's own rate: median 42.5 batched steps/s (40..45) x 5 seeds.
+    assert "| `hopper-kinematic-medium-expert` | igdf | 5 | 42.5 | 212 |" in text
     # The figures: behaviour curves drawn, the report of the runs built beside them and embedded.
     assert (evidence / "figures" / "sac_curves.png").stat().st_size > 0
     assert "![SAC learning curves](evidence/figures/sac_curves.png)" in text

@@ -105,8 +105,9 @@ def budget_section(evidence: Path) -> list[str]:
     # dvdf bench --json --threads 1 --members 5 --compile: members[threads][K][mode]
     rate = (bench or {}).get("members", {}).get("1", {}).get("5", {}).get("compiled_step", {}).get(
         "member_steps_per_s")
+    out += _sweep_rates(evidence / "runs")
     if rate is None:
-        return out + ["No measured rate yet (`scripts/evidence.py bench`).", ""]
+        return out + ["No `dvdf bench` rate yet (`scripts/evidence.py bench`).", ""]
     core_h = SEED_STEPS_PER_CELL / rate / 3600
     rows = [["one cell (5 seeds x 100k steps)", f"{rate:,.0f}", _f(core_h, 2), _f(core_h / 2, 2)],
             [f"all {CELLS} cells", f"{rate:,.0f}", _f(CELLS * core_h, 1), _f(CELLS * core_h / 2, 1)]]
@@ -115,6 +116,29 @@ def budget_section(evidence: Path) -> list[str]:
         "", f"`dvdf bench`: one thread, 5 seeds as one compiled batched step (1-min load average {load} on "
         f"{bench.get('cores')} cores when measured). Training only: stages 1-2 (value models, contrastive "
         "scorer) and evaluation come on top.", ""]
+
+
+def _sweep_rates(runs: Path) -> list[str]:
+    """The training rate the sweep itself reached, per cell: every run logs its step's
+    ``train_steps_per_s`` (evaluation excluded) at each evaluation; the seeds of a trial share
+    one batched step, so seed-steps/s = steps/s x seeds."""
+    import numpy as np
+
+    rows = []
+    for method_dir in sorted(p for p in runs.glob("*/*") if p.is_dir()):
+        seeds = sorted(method_dir.glob("seed_*/metrics.jsonl"))
+        rates = [r["train_steps_per_s"] for r in _jsonl(seeds[0]) if "train_steps_per_s" in r] if seeds else []
+        if not rates:
+            continue
+        rate = float(np.median(rates))
+        steps = max(int(r.get("step", 0)) for r in _jsonl(seeds[0]))
+        rows.append([f"`{method_dir.parent.name}`", method_dir.name, len(seeds), f"{rate:,.1f}",
+                     f"{rate * len(seeds):,.0f}", _f(steps / rate / 3600, 2)])
+    if not rows:
+        return []
+    return ["Measured in the sweep (median over the run's evaluation intervals, on the shared 2-core machine with "
+            "another trial beside it):", ""] + _table(
+        ["task", "method", "seeds", "batched steps/s", "seed-steps/s", "training hours"], rows) + [""]
 
 
 def results_section(evidence: Path, doc_dir: Path, reps: int = DEFAULT_REPS) -> tuple[list[str], Optional[dict]]:
