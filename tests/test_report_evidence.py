@@ -70,7 +70,8 @@ def test_alignment_over_seeds_is_mean_and_std(tmp_path):
     (evidence / "alignment").mkdir(parents=True)
     (evidence / "alignment" / "kept_medium-expert.csv").write_text(
         "quality,seed,method,policy,source_share,kept_share,keep_rate\n"
-        "medium-expert,100,igdf,expert,0.5,0.60,0.6\nmedium-expert,200,igdf,expert,0.5,0.70,0.7\n")
+        "medium-expert,100,igdf,expert,0.5,0.60,0.6\nmedium-expert,200,igdf,expert,0.5,0.70,0.7\n"
+        "medium-expert,100,dvdf-igdf,expert,0.5,0.62,0.62\nmedium-expert,200,dvdf-igdf,expert,0.5,0.76,0.76\n")
     (evidence / "alignment" / "auc_medium-expert.csv").write_text(
         "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative\n"
         "medium-expert,100,sql,100000,expert,medium,0.7,10,10\n"
@@ -79,3 +80,5 @@ def test_alignment_over_seeds_is_mean_and_std(tmp_path):
     assert "seed(s) 100, 200" in text
     assert "| igdf | expert | 0.500 +- 0.000 | 0.650 +- 0.071 | 0.650 +- 0.071 |" in text
     assert "| sql | 100,000 | 100, 200 | 0.800 +- 0.141 |" in text
+    # Paired by seed: +2 and +6 points over igdf.
+    assert "- dvdf-igdf: +4.0 +- 2.8 points (2 of 2 seeds above igdf; range +2.0 to +6.0)" in text

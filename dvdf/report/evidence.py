@@ -229,6 +229,7 @@ def alignment_section(evidence: Path) -> list[str]:
                       [[method, policy, _spread(g, "source_share"), _spread(g, "kept_share"), _spread(g, "keep_rate")]
                        for (method, policy), g in groups.items()])
         out += ["", "(mean +- std over the seeds where more than one was measured)", ""]
+        out += _paired_expert_gain(rows)
     for path in auc_files:
         rows = _csv(path)
         quality = path.stem[len("auc_"):]
@@ -239,6 +240,27 @@ def alignment_section(evidence: Path) -> list[str]:
                       [[model, f"{int(steps):,}", ", ".join(r["seed"] for r in g), _spread(g, "auc")]
                        for (model, steps), g in groups.items()]) + [""]
     return out
+
+
+def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = "expert") -> list[str]:
+    """Each method's share of ``policy`` among kept rows minus the baseline's, paired by seed: the
+    seeds share the contrastive scorer, so the pairing removes the scorer's seed-to-seed spread."""
+    import numpy as np
+
+    share = {(r["method"], r["seed"]): float(r["kept_share"]) for r in rows if r["policy"] == policy}
+    seeds = sorted({seed for method, seed in share if method == baseline})
+    lines = []
+    for method in dict.fromkeys(m for m, _ in share):
+        if method == baseline:
+            continue
+        gains = np.array([share[(method, s)] - share[(baseline, s)] for s in seeds if (method, s) in share]) * 100
+        if gains.size:
+            spread = f" +- {gains.std(ddof=1):.1f}" if gains.size > 1 else ""
+            lines.append(f"- {method}: {gains.mean():+.1f}{spread} points ({int((gains > 0).sum())} of {gains.size} "
+                         f"seeds above {baseline}; range {gains.min():+.1f} to {gains.max():+.1f})")
+    if not lines:
+        return []
+    return [f"{policy.capitalize()} share of the kept rows minus {baseline}'s, paired by seed:", "", *lines, ""]
 
 
 def _by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
@@ -257,8 +279,10 @@ def _spread(rows: list[dict], key: str) -> str:
 
 
 def commands_section(evidence: Path) -> list[str]:
-    rows = [[f"`{t['command']}`" + (f" ({t['dataset']})" if "dataset" in t else ""), _f(t["wall_s"] / 60, 1),
-             t["finished_at"]] for t in _jsonl(evidence / "timings.jsonl")]
+    rows = [[f"`{t['command']}`" + (f" ({t['dataset']}" if "dataset" in t else "")
+             + (", regenerated from the packed policy and checked" if t.get("step") == "datasets-regenerate" else "")
+             + (")" if "dataset" in t else ""), _f(t["wall_s"] / 60, 1), t["finished_at"]]
+            for t in _jsonl(evidence / "timings.jsonl")]
     out = ["## 7. Commands and wall times", "",
            "Run on the project's 2-core CPU machine, other jobs beside them at times, so wall times are not "
            "benchmarks.", ""]
