@@ -24,6 +24,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from dvdf.atomic import atomic_write_text
 from dvdf.report.reliable import DEFAULT_REPS
 
@@ -122,16 +124,15 @@ def _sweep_rates(runs: Path) -> list[str]:
     """The training rate the sweep itself reached, per cell: every run logs its step's
     ``train_steps_per_s`` (evaluation excluded) at each evaluation; the seeds of a trial share
     one batched step, so seed-steps/s = steps/s x seeds."""
-    import numpy as np
-
     rows = []
     for method_dir in sorted(p for p in runs.glob("*/*") if p.is_dir()):
         seeds = sorted(method_dir.glob("seed_*/metrics.jsonl"))
-        rates = [r["train_steps_per_s"] for r in _jsonl(seeds[0]) if "train_steps_per_s" in r] if seeds else []
+        logged = _jsonl(seeds[0]) if seeds else []
+        rates = [r["train_steps_per_s"] for r in logged if "train_steps_per_s" in r]
         if not rates:
             continue
         rate = float(np.median(rates))
-        steps = max(int(r.get("step", 0)) for r in _jsonl(seeds[0]))
+        steps = max(int(r.get("step", 0)) for r in logged)
         rows.append([f"`{method_dir.parent.name}`", method_dir.name, len(seeds), f"{rate:,.1f}",
                      f"{rate * len(seeds):,.0f}", _f(steps / rate / 3600, 2)])
     if not rows:
@@ -149,9 +150,7 @@ def results_section(evidence: Path, doc_dir: Path, reps: int = DEFAULT_REPS) -> 
 
     out = ["## 4. Results", ""]
     runs = evidence / "runs"
-    if not runs.is_dir():
-        return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
-    try:
+    try:   # no runs (or no folder) is a DvdfError of the loader, raised before anything is written
         report = build_report(runs, evidence / "report", options=Options(last_k=LAST_K, pairs=PAIRS, reps=reps))
     except DvdfError:
         return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
@@ -245,8 +244,6 @@ def alignment_section(evidence: Path) -> list[str]:
 def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = "expert") -> list[str]:
     """Each method's share of ``policy`` among kept rows minus the baseline's, paired by seed: the
     seeds share the contrastive scorer, so the pairing removes the scorer's seed-to-seed spread."""
-    import numpy as np
-
     share = {(r["method"], r["seed"]): float(r["kept_share"]) for r in rows if r["policy"] == policy}
     seeds = sorted({seed for method, seed in share if method == baseline})
     lines = []
@@ -272,21 +269,25 @@ def _by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
 
 
 def _spread(rows: list[dict], key: str) -> str:
-    import numpy as np
-
     values = np.array([float(r[key]) for r in rows])
     return f"{values[0]:.3f}" if values.size == 1 else f"{values.mean():.3f} +- {values.std(ddof=1):.3f}"
 
 
 def commands_section(evidence: Path) -> list[str]:
-    rows = [[f"`{t['command']}`" + (f" ({t['dataset']}" if "dataset" in t else "")
-             + (", regenerated from the packed policy and checked" if t.get("step") == "datasets-regenerate" else "")
-             + (")" if "dataset" in t else ""), _f(t["wall_s"] / 60, 1), t["finished_at"]]
+    rows = [[f"`{t['command']}`" + _command_detail(t), _f(t["wall_s"] / 60, 1), t["finished_at"]]
             for t in _jsonl(evidence / "timings.jsonl")]
     out = ["## 7. Commands and wall times", "",
            "Run on the project's 2-core CPU machine, other jobs beside them at times, so wall times are not "
            "benchmarks.", ""]
     return out + (_table(["command", "minutes", "finished"], rows) if rows else ["None run yet."]) + [""]
+
+
+def _command_detail(timing: dict) -> str:
+    """`` (<dataset>)`` for a dataset step, saying when it was regenerated rather than first made."""
+    if "dataset" not in timing:
+        return ""
+    regenerated = timing.get("step") == "datasets-regenerate"
+    return f" ({timing['dataset']}{', regenerated from the packed policy and checked' if regenerated else ''})"
 
 
 def conclusion_section(results: Optional[dict]) -> list[str]:
