@@ -60,13 +60,25 @@ def _sweep(args, quality: str | None = None):
     return sweep, [g for g in sweep.groups if quality is None or g.quality == quality]
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _merge_csv(path: Path, rows: list[dict], key: tuple[str, ...]) -> None:
+    """Write ``rows`` into ``path``, replacing the rows of the same ``key`` and keeping the others.
+
+    A later run of one seed or one pretraining length thus adds to the file instead of dropping
+    what earlier runs measured.
+    """
     from dvdf.atomic import atomic_open
 
+    merged: dict[tuple, dict] = {}
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                merged[tuple(str(row[k]) for k in key)] = row
+    for row in rows:
+        merged[tuple(str(row[k]) for k in key)] = row
     with atomic_open(path) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(merged.values())
 
 
 # ---------------------------------------------------------------------------------- steps
@@ -192,9 +204,9 @@ def alignment(args) -> None:
         _record("alignment", ["alignment", args.quality, "--seeds", str(seed)], started)
     out = EVIDENCE / "alignment"
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / f"kept_{args.quality}.csv", kept_rows)
+    _merge_csv(out / f"kept_{args.quality}.csv", kept_rows, ("quality", "seed", "method", "policy"))
     if auc_rows:
-        _write_csv(out / f"auc_{args.quality}.csv", auc_rows)
+        _merge_csv(out / f"auc_{args.quality}.csv", auc_rows, ("quality", "seed", "model", "steps"))
     print(f"written: {out}")
 
 

@@ -1,0 +1,34 @@
+"""scripts/evidence.py: the helpers that decide what lands in docs/evidence/."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evidence.py"
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    spec = importlib.util.spec_from_file_location("evidence_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_later_alignment_run_adds_rows_and_replaces_only_its_own(evidence, tmp_path):
+    path = tmp_path / "auc_random-expert.csv"
+    key = ("seed", "model", "steps")
+    evidence._merge_csv(path, [{"seed": 100, "model": "sql", "steps": 10000, "auc": 0.85},
+                               {"seed": 100, "model": "sql", "steps": 100000, "auc": 0.71}], key)
+    # seed 200 at 100k only, and a remeasured seed-100 100k row
+    evidence._merge_csv(path, [{"seed": 100, "model": "sql", "steps": 100000, "auc": 0.70},
+                               {"seed": 200, "model": "sql", "steps": 100000, "auc": 0.66}], key)
+    rows = {(r["seed"], r["steps"]): r["auc"] for r in _rows(path)}
+    assert rows == {("100", "10000"): "0.85", ("100", "100000"): "0.7", ("200", "100000"): "0.66"}
