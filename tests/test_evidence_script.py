@@ -32,3 +32,19 @@ def test_a_later_alignment_run_adds_rows_and_replaces_only_its_own(evidence, tmp
                                {"seed": 200, "model": "sql", "steps": 100000, "auc": 0.66}], key)
     rows = {(r["seed"], r["steps"]): r["auc"] for r in _rows(path)}
     assert rows == {("100", "10000"): "0.85", ("100", "100000"): "0.7", ("200", "100000"): "0.66"}
+
+
+RECORDED = {"path": "hopper-medium.hdf5", "policy_dir": "hopper-abc", "transitions": 1000, "episodes": 50,
+            "behaviour_policy_steps": 40000, "return_mean": 400.0}
+
+
+def test_a_regenerated_dataset_is_the_same_different_rollouts_or_wrong(evidence):
+    from dvdf.errors import DvdfError
+
+    assert evidence._check_regenerated(RECORDED, dict(RECORDED)) is True
+    # Same policy and size, other float rounding on another CPU: other episodes, reported not fatal.
+    assert evidence._check_regenerated(RECORDED, {**RECORDED, "episodes": 49, "return_mean": 395.0}) is False
+    with pytest.raises(DvdfError, match="return_mean"):       # far off: not the same policy's data
+        evidence._check_regenerated(RECORDED, {**RECORDED, "return_mean": 300.0})
+    with pytest.raises(DvdfError, match="policy_dir"):
+        evidence._check_regenerated(RECORDED, {**RECORDED, "policy_dir": "hopper-other"})

@@ -82,3 +82,19 @@ def test_alignment_over_seeds_is_mean_and_std(tmp_path):
     assert "| sql | 100,000 | 100, 200 | 0.800 +- 0.141 |" in text
     # Paired by seed: +2 and +6 points over igdf.
     assert "- dvdf-igdf: +4.0 +- 2.8 points (2 of 2 seeds above igdf; range +2.0 to +6.0)" in text
+
+
+def test_datasets_regenerated_with_other_rollouts_are_listed_with_their_cpu(tmp_path):
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    row = {"path": "hopper-expert.hdf5", "transitions": 1000000, "episodes": 1724, "return_mean": 1961.46,
+           "return_normalized": 60.9, "behaviour_policy_steps": 500000, "behaviour_policy_mean_return": 1451.8}
+    (evidence / "datasets.jsonl").write_text(json.dumps(row) + "\n")
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    assert "| `hopper-expert.hdf5` | 1,000,000 | 1724 | 1,961.5 |" in text and "Regenerated" not in text
+    (evidence / "datasets_regenerated.jsonl").write_text(json.dumps(
+        {**row, "episodes": 1719, "return_mean": 1958.0, "cpu": "Xeon (avx512f, amx_tile)",
+         "regenerated_at": "2026-12-03 07:00:00"}) + "\n")
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    assert "Regenerated on another machine" in text
+    assert "| `hopper-expert.hdf5` | 1,000,000 | 1719 | 1,958.0 |" in text and "| Xeon (avx512f, amx_tile) |" in text

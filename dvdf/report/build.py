@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -61,8 +62,10 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out)
 
+    # How the report names the experiment: its absolute path, or (reproducible) the path from the report.
+    where = os.path.relpath(experiment.root, out) if options.reproducible else str(experiment.root)
     written = Written()
-    atomic_write_text(out / "tables.md", markdown_tables(analysis))
+    atomic_write_text(out / "tables.md", markdown_tables(analysis, where))
     written.tables.append("tables.md")
     for name, text in csv_tables(analysis).items():
         atomic_write_text(out / name, text)
@@ -72,7 +75,7 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
     if config_text is not None:
         written.config_copy = f"config/{config_file}"
         atomic_write_text(out / written.config_copy, config_text)
-    atomic_write_text(out / "README.md", readme(analysis, written, config_text, config_description))
+    atomic_write_text(out / "README.md", readme(analysis, written, config_text, config_description, where))
 
     files = ["README.md", *written.tables, *written.figures]
     if written.config_copy:

@@ -4,6 +4,7 @@ Inputs (each written by a step of ``scripts/evidence.py``; a missing one is repo
 
 ``<domain>_sac_curve.jsonl``   behaviour-policy learning curves (the SAC run's curve.jsonl)
 ``datasets.jsonl``             one line per generated dataset (dvdf collect's summary)
+``datasets_regenerated.jsonl`` a dataset regenerated on another CPU whose rollouts differ
 ``alignment/kept_<q>.csv``     kept composition per method (:func:`dvdf.alignment.kept_shares`)
 ``alignment/auc_<q>.csv``      advantage ROC AUC per value model and length
 ``bench.json``                 ``dvdf bench`` of the trial's step (budget)
@@ -90,15 +91,28 @@ def policies_section(evidence: Path, doc_dir: Path) -> list[str]:
                   f"![SAC learning curves]({_relative(figure, doc_dir)})", ""]
 
 
+def _dataset_row(d: dict) -> list[Any]:
+    return [f"`{d['path']}`", f"{d['transitions']:,}", d["episodes"], _f(d["return_mean"]),
+            _f(d.get("return_normalized")), f"{d['behaviour_policy_steps']:,}", _f(d["behaviour_policy_mean_return"])]
+
+
 def datasets_section(evidence: Path) -> list[str]:
-    rows = [[f"`{d['path']}`", f"{d['transitions']:,}", d["episodes"], _f(d["return_mean"]),
-             _f(d.get("return_normalized")), f"{d['behaviour_policy_steps']:,}", _f(d["behaviour_policy_mean_return"])]
-            for d in _jsonl(evidence / "datasets.jsonl")]
+    header = ["file", "transitions", "episodes", "episode return (mean)", "normalized",
+              "policy SAC step", "policy return (stochastic)"]
+    rows = [_dataset_row(d) for d in _jsonl(evidence / "datasets.jsonl")]
     out = ["## 2. Datasets", ""]
     if not rows:
         return out + ["Not generated yet.", ""]
-    return out + _table(["file", "transitions", "episodes", "episode return (mean)", "normalized",
-                         "policy SAC step", "policy return (stochastic)"], rows) + [""]
+    out += _table(header, rows) + [""]
+    regenerated = _jsonl(evidence / "datasets_regenerated.jsonl")
+    if regenerated:
+        out += ["Regenerated on another machine from the same policies, with other episodes (the actor's "
+                "float rounding differs between CPU kernels and the hopper's contacts amplify it; see "
+                "`docs/evidence/README.md`). Runs of a sweep made after this line read these files: the "
+                "same policies' data, not the same rows:", ""]
+        out += _table(header + ["CPU", "regenerated"],
+                      [_dataset_row(d) + [d["cpu"], d["regenerated_at"]] for d in regenerated]) + [""]
+    return out
 
 
 def budget_section(evidence: Path) -> list[str]:
@@ -151,7 +165,8 @@ def results_section(evidence: Path, doc_dir: Path, reps: int = DEFAULT_REPS) -> 
     out = ["## 4. Results", ""]
     runs = evidence / "runs"
     try:   # no runs (or no folder) is a DvdfError of the loader, raised before anything is written
-        report = build_report(runs, evidence / "report", options=Options(last_k=LAST_K, pairs=PAIRS, reps=reps))
+        options = Options(last_k=LAST_K, pairs=PAIRS, reps=reps, reproducible=True)
+        report = build_report(runs, evidence / "report", options=options)
     except DvdfError:
         return out + ["No finished runs yet (`scripts/evidence.py sweep <quality>`).", ""], None
     stats = report["statistics"]

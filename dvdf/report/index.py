@@ -44,14 +44,17 @@ class Written:
         return files
 
 
-def readme(analysis: Analysis, written: Written, config_text: Optional[str], config_description: str) -> str:
+def readme(analysis: Analysis, written: Written, config_text: Optional[str], config_description: str,
+           where: str) -> str:
+    """The report's index; ``where`` names the experiment folder (see ``Options.reproducible``)."""
     exp = analysis.experiment
     counts = analysis.status_counts
     sweep = analysis.sweep
     lines = [f"# dvdf report: {sweep.name if sweep else exp.root.name}", ""]
     kind = "a single `dvdf train` run" if exp.kind == "train" else "a sweep or a collection of runs"
     lines += [
-        f"- Experiment: `{exp.root}` ({kind})",
+        f"- Experiment: `{where}` ({kind})",
+        f"- Report written by dvdf {__version__}" if analysis.options.reproducible else
         f"- Report written {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by dvdf {__version__}",
         f"- Results produced by dvdf {exp.produced_by}" if exp.produced_by else
         "- dvdf version of the results: not recorded in the run files",

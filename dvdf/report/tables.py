@@ -73,13 +73,14 @@ def format_cell(cell: Cell, usual_n: int) -> str:
 
 
 # ------------------------------------------------------------------------------------ Markdown
-def markdown_tables(analysis: Analysis) -> str:
+def markdown_tables(analysis: Analysis, where: str) -> str:
+    """tables.md; ``where`` names the experiment folder (see ``Options.reproducible``)."""
     usual_n = usual_seed_count(analysis)
     k = analysis.last_k
     lines = [
         "# Results tables",
         "",
-        f"Experiment: `{analysis.experiment.root}`.",
+        f"Experiment: `{where}`.",
         "",
         "Scores are D4RL normalized scores (0-100 scale: 100 * (R - R_min) / (R_max - R_min)). Every run has "
         f"three scores, labelled wherever they appear: **{score_label(LAST_K, k)}** (mean of the last {k} "
