@@ -108,8 +108,8 @@ def datasets_section(evidence: Path) -> list[str]:
     if regenerated:
         out += ["Regenerated on another machine from the same policies, with other episodes (the actor's "
                 "float rounding differs between CPU kernels and the hopper's contacts amplify it; see "
-                "`docs/evidence/README.md`). Runs of a sweep made after this line read these files: the "
-                "same policies' data, not the same rows:", ""]
+                "`docs/evidence/README.md`). A sweep run on that machine reads these files: the same "
+                "policies' data, not the same rows (the runs' timings say where each cell ran):", ""]
         out += _table(header + ["CPU", "regenerated"],
                       [_dataset_row(d) + [d["cpu"], d["regenerated_at"]] for d in regenerated]) + [""]
     return out
