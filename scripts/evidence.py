@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ ALIGNMENT_METHODS = ("igdf", "dvdf-igdf", "dvdf-iql-adv")
 def _record(step: str, argv: list[str], started: float, **extra) -> None:
     row = {"step": step, "command": " ".join(["python scripts/evidence.py", *argv]),
            "wall_s": round(time.perf_counter() - started, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "cpus": os.cpu_count(), **extra}
+           "cpus": os.cpu_count(), "cpu": _cpu(), **extra}
     EVIDENCE.mkdir(parents=True, exist_ok=True)
     with open(EVIDENCE / "timings.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
@@ -85,6 +86,7 @@ def _merge_csv(path: Path, rows: list[dict], key: tuple[str, ...]) -> None:
 def datasets(args) -> None:
     from dvdf.data.collect import collect_dataset, dataset_path
     from dvdf.envs.catalogue import normalized_score
+    from dvdf.errors import DvdfError
 
     sweep, groups = _sweep(args)
     collect = sweep.spec.base.data.collect
@@ -110,11 +112,11 @@ def datasets(args) -> None:
             if path.name in listed:   # regenerated on a fresh machine: from the committed policies?
                 try:
                     same = _check_regenerated(listed[path.name], summary)
-                except Exception:
+                except DvdfError:
                     path.unlink()     # not the evidence's dataset: never left for a later step to use
                     raise
                 _record("datasets-regenerate", ["datasets", "--domains", domain], started, dataset=path.name,
-                        bitwise_same_rollouts=same, cpu=_cpu())
+                        bitwise_same_rollouts=same)
                 if same:
                     print(f"{path}: regenerated, matches docs/evidence/datasets.jsonl", flush=True)
                 else:
@@ -155,12 +157,14 @@ def _check_regenerated(recorded: dict, summary: dict) -> bool:
             raise DvdfError(f"{summary['path']}: regenerated {key}={summary[key]!r}, "
                             f"docs/evidence/datasets.jsonl has {recorded[key]!r}")
     gap = abs(recorded["return_mean"] - summary["return_mean"])
-    if gap > REGENERATED_RETURN_TOLERANCE * max(1.0, abs(recorded["return_mean"])):
+    scale = max(1.0, abs(recorded["return_mean"]))
+    if gap > REGENERATED_RETURN_TOLERANCE * scale:
         raise DvdfError(f"{summary['path']}: regenerated return_mean={summary['return_mean']:.3f}, "
                         f"docs/evidence/datasets.jsonl has {recorded['return_mean']:.3f}")
-    return recorded["episodes"] == summary["episodes"] and gap <= 1e-3 * max(1.0, abs(recorded["return_mean"]))
+    return recorded["episodes"] == summary["episodes"] and gap <= 1e-3 * scale
 
 
+@functools.cache
 def _cpu() -> str:
     """The CPU model and its widest vector extensions: what decides torch's kernels here."""
     model, flags = "unknown", set()
