@@ -291,7 +291,9 @@ def sweep(args) -> None:
     started = time.perf_counter()
     code = subprocess.run(command, cwd=ROOT).returncode
     archived = archive_runs(Path(args.storage) / name, EVIDENCE / "runs")
-    _record("sweep", ["sweep", args.quality], started, exit_code=code, runs_archived=len(archived.copied),
+    # The overrides are part of what ran (e.g. a subset of the methods): the row names them.
+    argv = [*(f"--set '{o}'" for o in args.overrides), "sweep", args.quality]
+    _record("sweep", argv, started, exit_code=code, runs_archived=len(archived.copied),
             runs_unfinished=len(archived.skipped))
     print(f"archived {len(archived.copied)} run(s) into {EVIDENCE / 'runs'}; unfinished: {len(archived.skipped)}")
     if code:

@@ -48,3 +48,22 @@ def test_a_regenerated_dataset_is_the_same_different_rollouts_or_wrong(evidence)
         evidence._check_regenerated(RECORDED, {**RECORDED, "return_mean": 300.0})
     with pytest.raises(DvdfError, match="policy_dir"):
         evidence._check_regenerated(RECORDED, {**RECORDED, "policy_dir": "hopper-other"})
+
+
+def test_the_sweep_timing_row_names_its_overrides(evidence, tmp_path, monkeypatch):
+    """A sweep run on a subset of the methods must not read, in the commands table, as the full cell."""
+    import json
+    import subprocess
+    import types
+
+    import dvdf.report.archive as archive
+
+    monkeypatch.setattr(evidence, "EVIDENCE", tmp_path)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0))
+    monkeypatch.setattr(archive, "archive_runs", lambda *a: types.SimpleNamespace(copied=[1, 2], skipped=[]))
+    args = types.SimpleNamespace(quality="random-expert", data_dir=str(tmp_path), cache_dir=str(tmp_path),
+                                 storage=str(tmp_path / "results"), overrides=["methods=[igdf, dvdf-igdf]"])
+    evidence.sweep(args)
+    row = json.loads((tmp_path / "timings.jsonl").read_text().splitlines()[-1])
+    assert row["command"] == "python scripts/evidence.py --set 'methods=[igdf, dvdf-igdf]' sweep random-expert"
+    assert row["runs_archived"] == 2
