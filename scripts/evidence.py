@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -44,8 +45,11 @@ AUC_PAIRS = {"random-expert": ("expert", "random"), "medium-expert": ("expert", 
 ALIGNMENT_METHODS = ("igdf", "dvdf-igdf", "dvdf-iql-adv")
 
 
-def _record(step: str, argv: list[str], started: float, **extra) -> None:
-    row = {"step": step, "command": " ".join(["python scripts/evidence.py", *argv]),
+def _record(step: str, argv: list[str], started: float, overrides: list[str] = (), **extra) -> None:
+    """Append the step's timing row; its command names the ``--set`` overrides, which are part of
+    what ran (e.g. a subset of the methods) and must not read as the full step."""
+    sets = [f"--set {shlex.quote(o)}" for o in overrides]
+    row = {"step": step, "command": " ".join(["python scripts/evidence.py", *sets, *argv]),
            "wall_s": round(time.perf_counter() - started, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
            "cpus": os.cpu_count(), "cpu": _cpu(), **extra}
     EVIDENCE.mkdir(parents=True, exist_ok=True)
@@ -115,8 +119,8 @@ def datasets(args) -> None:
                 except DvdfError:
                     path.unlink()     # not the evidence's dataset: never left for a later step to use
                     raise
-                _record("datasets-regenerate", ["datasets", "--domains", domain], started, dataset=path.name,
-                        bitwise_same_rollouts=same)
+                _record("datasets-regenerate", ["datasets", "--domains", domain], started, args.overrides,
+                        dataset=path.name, bitwise_same_rollouts=same)
                 if same:
                     print(f"{path}: regenerated, matches docs/evidence/datasets.jsonl", flush=True)
                 else:
@@ -130,7 +134,7 @@ def datasets(args) -> None:
                           flush=True)
                 continue
             if started is not None:
-                _record("datasets", ["datasets", "--domains", domain], started, dataset=path.name)
+                _record("datasets", ["datasets", "--domains", domain], started, args.overrides, dataset=path.name)
             with open(EVIDENCE / "datasets.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({**summary, "cpu": _cpu()}) + "\n")
             print(json.dumps(summary), flush=True)
@@ -251,7 +255,7 @@ def alignment(args) -> None:
                 for auc in advantage_auc(configs[method], positive, negative, args.steps,
                                          progress=not args.no_progress):
                     auc_rows.append({"quality": args.quality, "seed": seed, **dataclasses.asdict(auc)})
-        _record("alignment", ["alignment", args.quality, "--seeds", str(seed)], started)
+        _record("alignment", ["alignment", args.quality, "--seeds", str(seed)], started, args.overrides)
     out = EVIDENCE / "alignment"
     out.mkdir(parents=True, exist_ok=True)
     _merge_csv(out / f"kept_{args.quality}.csv", kept_rows, ("quality", "seed", "method", "policy"))
@@ -291,10 +295,8 @@ def sweep(args) -> None:
     started = time.perf_counter()
     code = subprocess.run(command, cwd=ROOT).returncode
     archived = archive_runs(Path(args.storage) / name, EVIDENCE / "runs")
-    # The overrides are part of what ran (e.g. a subset of the methods): the row names them.
-    argv = [*(f"--set '{o}'" for o in args.overrides), "sweep", args.quality]
-    _record("sweep", argv, started, exit_code=code, runs_archived=len(archived.copied),
-            runs_unfinished=len(archived.skipped))
+    _record("sweep", ["sweep", args.quality], started, args.overrides, exit_code=code,
+            runs_archived=len(archived.copied), runs_unfinished=len(archived.skipped))
     print(f"archived {len(archived.copied)} run(s) into {EVIDENCE / 'runs'}; unfinished: {len(archived.skipped)}")
     if code:
         raise SystemExit(code)
