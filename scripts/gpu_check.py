@@ -54,8 +54,10 @@ def _checked(proc: subprocess.CompletedProcess, what: str) -> subprocess.Complet
 # ------------------------------------------------------------------------------ parts
 def part_bench(device: str, rehearsal: bool) -> dict[str, Any]:
     if rehearsal:
+        # Eager only: the compiled whole step is the GPU check's figure, and on a CPU its compile
+        # alone (~20 s) would be most of the rehearsal; tests/test_experiment.py covers it.
         args = ["--members", "1", "--threads", "1", "--steps", "5", "--warmup", "1", "--repeats", "1",
-                "--no-evaluation", "--no-simulation"]
+                "--train-modes", "off", "--no-evaluation", "--no-simulation"]
     else:
         args = ["--members", "1", "8", "32", "--compile", "--threads", "1", "--steps", "200", "--warmup", "30",
                 "--repeats", "3", "--no-simulation"]

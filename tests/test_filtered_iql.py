@@ -172,7 +172,8 @@ def test_constraint_weight_needs_a_vae():
         make_agent("igdf").update(None, make_batch(torch.Generator().manual_seed(0), False))
 
 
-@pytest.mark.parametrize("members", [None, 3])
+# Each case compiles for ~20 s: batched members (the sweeps' setting) by default, one member in make test-slow.
+@pytest.mark.parametrize("members", [3, pytest.param(None, marks=pytest.mark.slow)])
 def test_compiled_step_matches_eager(members):
     """iql.compile: losses runs the same math: parameters and statistics agree within float tolerance."""
     gen = torch.Generator().manual_seed(8)

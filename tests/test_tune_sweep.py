@@ -192,7 +192,8 @@ def crash_after_first_report(config, *, sweep):
     train_trial(config, sweep=sweep, report=report)
 
 
-@pytest.mark.parametrize("batch_seeds", [True, False])
+# Batched seeds (the evidence sweeps' setting) in the default run; one process per seed in make test-slow.
+@pytest.mark.parametrize("batch_seeds", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_crashed_trial_is_retried_from_its_checkpoint(ray_session, tiny_root, batch_seeds):
     name = f"crashing-{batch_seeds}"
     sweep = tiny_sweep(tiny_root, name, search={"mode": "fixed"}, max_failures=2, seeds=[1, 2],

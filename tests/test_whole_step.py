@@ -103,7 +103,9 @@ def test_whole_step_matches_the_eager_update(method, members, order):
     assert whole.actor_lr == eager.actor_lr
 
 
-@pytest.mark.parametrize("cuda_graphs,order", [(False, "authors"), (True, "authors"), (False, "joint")])
+# Each case compiles for ~20 s: the CPU default (authors' order, no CUDA set-up) in the default run.
+@pytest.mark.parametrize("cuda_graphs,order", [(False, "authors"), pytest.param(True, "authors", marks=pytest.mark.slow),
+                                               pytest.param(False, "joint", marks=pytest.mark.slow)])
 def test_compiled_whole_step_matches_the_eager_update(cuda_graphs, order):
     """One static graph (batched members, so selection, member columns and all losses are in it).
     cuda_graphs=True is the CUDA set-up (static addresses, reduce-overhead) minus the capture,

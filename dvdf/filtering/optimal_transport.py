@@ -13,7 +13,8 @@ chunks this is a constant factor, which the per-batch min-max of stage 3 removes
 
 from __future__ import annotations
 
-import ot
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -22,6 +23,18 @@ from tqdm.auto import tqdm
 from dvdf.config import OTConfig
 
 MIN_PLAIN_SINKHORN_REG = 1.0 / 700.0  # exp(-1/reg) above float64's smallest normal number
+UNUSED_POT_BACKENDS = ("POT_BACKEND_DISABLE_JAX", "POT_BACKEND_DISABLE_TENSORFLOW", "POT_BACKEND_DISABLE_CUPY")
+
+
+def _pot():
+    """POT, imported on first use: only OTDF needs it, and importing it costs every other process
+    seconds (it imports each array library it finds - JAX, TensorFlow, CuPy - to register backends).
+    Those backends are switched off unless the user set the variables: dvdf hands POT torch tensors."""
+    for key in UNUSED_POT_BACKENDS:
+        os.environ.setdefault(key, "1")
+    import ot
+
+    return ot
 
 
 def transition_points(data: dict[str, Tensor]) -> Tensor:
@@ -47,7 +60,7 @@ def chunk_deviation(source_points: Tensor, target_points: Tensor, reg: float, ma
     a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
     b = torch.full((m,), 1.0 / m, dtype=cost.dtype, device=cost.device)
     method = "sinkhorn" if reg >= MIN_PLAIN_SINKHORN_REG else "sinkhorn_log"
-    plan = ot.sinkhorn(a, b, cost, reg, method=method, numItermax=max_iter, warn=False)
+    plan = _pot().sinkhorn(a, b, cost, reg, method=method, numItermax=max_iter, warn=False)
     return (n * (plan * cost).sum(-1)).to(source_points.dtype)
 
 
