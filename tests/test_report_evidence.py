@@ -98,3 +98,26 @@ def test_datasets_regenerated_with_other_rollouts_are_listed_with_their_cpu(tmp_
     text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
     assert "Regenerated on another machine" in text
     assert "| `hopper-expert.hdf5` | 1,000,000 | 1719 | 1,958.0 |" in text and "| Xeon (avx512f, amx_tile) |" in text
+
+
+def test_alignment_rows_name_the_data_generation_they_were_measured_on(tmp_path):
+    """Seed 100 measured before the source file was regenerated on this CPU, seed 200 after it;
+    a regeneration on another CPU does not count for a step that ran elsewhere."""
+    evidence = tmp_path / "evidence"
+    (evidence / "alignment").mkdir(parents=True)
+    (evidence / "alignment" / "kept_random-expert.csv").write_text(
+        "quality,seed,method,policy,source_share,kept_share,keep_rate\n"
+        "random-expert,100,igdf,expert,0.5,0.2,0.2\nrandom-expert,200,igdf,expert,0.5,0.3,0.3\n"
+        "random-expert,300,igdf,expert,0.5,0.3,0.3\n")
+    (evidence / "datasets_regenerated.jsonl").write_text("".join(json.dumps(
+        {"path": "hopper-kinematic-random-expert.hdf5", "cpu": cpu, "regenerated_at": at}) + "\n"
+        for cpu, at in (("cpu-b", "2026-12-03 07:00:00"), ("cpu-c", "2026-12-03 08:00:00"))))
+    timings = [("100", "2026-12-02 06:00:00", None), ("200", "2026-12-03 13:00:00", "cpu-b"),
+               ("300", "2026-12-03 09:00:00", "cpu-a")]
+    (evidence / "timings.jsonl").write_text("".join(json.dumps(
+        {"step": "alignment", "command": f"python scripts/evidence.py --set 'x=[1, 2]' alignment random-expert "
+                                         f"--seeds {seed}", "wall_s": 1.0, "finished_at": at,
+         **({"cpu": cpu} if cpu else {})}) + "\n" for seed, at, cpu in timings))
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    assert ("Source data `hopper-kinematic-random-expert.hdf5` of these rows: seed(s) 100, 300: first generation "
+            "(datasets.jsonl); seed(s) 200: regenerated 2026-12-03 07:00:00") in text

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Optional
 
@@ -243,6 +244,7 @@ def alignment_section(evidence: Path) -> list[str]:
                       [[method, policy, _spread(g, "source_share"), _spread(g, "kept_share"), _spread(g, "keep_rate")]
                        for (method, policy), g in groups.items()])
         out += ["", "(mean +- std over the seeds where more than one was measured)", ""]
+        out += _alignment_data(evidence, quality, seeds)
         out += _paired_expert_gain(rows)
     for path in auc_files:
         rows = _csv(path)
@@ -253,7 +255,43 @@ def alignment_section(evidence: Path) -> list[str]:
         out += _table(["value model", "pretraining steps", "seeds", "AUC"],
                       [[model, f"{int(steps):,}", ", ".join(r["seed"] for r in g), _spread(g, "auc")]
                        for (model, steps), g in groups.items()]) + [""]
+        out += _alignment_data(evidence, quality, sorted({r["seed"] for r in rows}))
     return out
+
+
+def _data_generation(evidence: Path, dataset: str, timing: dict) -> str:
+    """Which generation of ``dataset`` a timed step read: the latest regeneration recorded before it
+    finished on the same CPU (a row without a CPU matches any), else the first one (datasets.jsonl)."""
+    done = [d["regenerated_at"] for d in _jsonl(evidence / "datasets_regenerated.jsonl")
+            if d["path"] == dataset and d["regenerated_at"] <= timing["finished_at"]
+            and timing.get("cpu", d["cpu"]) == d["cpu"]]
+    return f"regenerated {max(done)}" if done else "first generation (datasets.jsonl)"
+
+
+def _step_argument(command: str, step: str, flag: Optional[str] = None) -> Optional[str]:
+    """The positional argument after ``step`` in a timed command, or the value after ``flag``."""
+    words = shlex.split(command)
+    if step not in words:
+        return None
+    rest = words[words.index(step) + 1:]
+    if flag is None:
+        return rest[0] if rest else None
+    return rest[rest.index(flag) + 1] if flag in rest[:-1] else None
+
+
+def _alignment_data(evidence: Path, quality: str, seeds: list[str]) -> list[str]:
+    """One line per data generation: which seeds' rows were measured on it (their latest timing)."""
+    dataset = f"hopper-kinematic-{quality}.hdf5"
+    latest: dict[str, dict] = {}
+    for timing in _jsonl(evidence / "timings.jsonl"):
+        if timing.get("step") == "alignment" and _step_argument(timing["command"], "alignment") == quality:
+            latest[_step_argument(timing["command"], "alignment", "--seeds")] = timing
+    by_generation: dict[str, list[str]] = {}
+    for seed in seeds:
+        label = _data_generation(evidence, dataset, latest[seed]) if seed in latest else "not recorded"
+        by_generation.setdefault(label, []).append(seed)
+    return [f"Source data `{dataset}` of these rows: "
+            + "; ".join(f"seed(s) {', '.join(s)}: {label}" for label, s in by_generation.items()), ""]
 
 
 def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = "expert") -> list[str]:
