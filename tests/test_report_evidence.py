@@ -121,3 +121,23 @@ def test_alignment_rows_name_the_data_generation_they_were_measured_on(tmp_path)
     text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
     assert ("Source data `hopper-kinematic-random-expert.hdf5` of these rows: seed(s) 100, 300: first generation "
             "(datasets.jsonl); seed(s) 200: regenerated 2026-12-03 07:00:00") in text
+
+
+def test_the_conclusion_states_what_the_filters_keep_from_the_alignment_files(tmp_path):
+    evidence = tmp_path / "evidence"
+    (evidence / "alignment").mkdir(parents=True)
+    rows = ["quality,seed,method,policy,source_share,kept_share,keep_rate"]
+    for seed, igdf, dvdf in ((100, 0.10, 0.20), (200, 0.14, 0.22), (300, 0.12, 0.24)):
+        rows += [f"random-expert,{seed},igdf,expert,0.5,{igdf},{igdf}", f"random-expert,{seed},igdf,random,0.5,{1 - igdf},0",
+                 f"random-expert,{seed},dvdf-igdf,expert,0.5,{dvdf},{dvdf}"]
+    (evidence / "alignment" / "kept_random-expert.csv").write_text("\n".join(rows) + "\n")
+    (evidence / "alignment" / "auc_random-expert.csv").write_text(
+        "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative\n"
+        "random-expert,100,sql,10000,expert,random,0.9,10,10\nrandom-expert,100,sql,100000,expert,random,0.7,10,10\n"
+        "random-expert,200,sql,100000,expert,random,0.8,10,10\nrandom-expert,100,iql,100000,expert,random,0.55,10,10\n")
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    conclusion = text.split("## 6.")[1].split("## 7.")[0]
+    assert ("- `random-expert` (3 seed(s)): expert rows are 50.0% of the source batches and igdf 12.0%, dvdf-igdf "
+            "22.0% of the kept rows; the dynamics score alone (igdf) keeps expert rows less often than they occur "
+            "(-38.0 +- 2.0 points over seeds); the stage-1 advantage ranks expert above random rows with ROC AUC "
+            "0.75 (SQL), 0.55 (IQL) after 100,000 steps.") in conclusion

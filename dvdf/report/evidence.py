@@ -343,13 +343,16 @@ def _command_detail(timing: dict) -> str:
     return f" ({timing['dataset']}{', regenerated from the packed policy and checked' if regenerated else ''})"
 
 
-def conclusion_section(results: Optional[dict]) -> list[str]:
+def conclusion_section(results: Optional[dict], evidence: Optional[Path] = None) -> list[str]:
     out = ["## 6. What the numbers say", ""]
     pairs = {(p["x"], p["y"]): p for p in (results or {}).get("pairs", [])}
+    findings = _alignment_findings(evidence) if evidence is not None else []
+    if findings:
+        findings = ["", "What the filters keep (section 5, no policy training), per source quality:", "", *findings]
     if PAIRS[0] not in pairs:
         return out + [f"No comparison of {PAIRS[0][0]} with {PAIRS[0][1]} has finished yet, so this document makes "
                       "no claim about DVDF's performance. The sections above are the groundwork: policies, data, "
-                      "and the value-alignment measurements.", ""]
+                      "and the value-alignment measurements.", *findings, ""]
     cells = results["cells"]
     for key in PAIRS:
         if key not in pairs:
@@ -365,7 +368,48 @@ def conclusion_section(results: Optional[dict]) -> list[str]:
                 for task in sorted({t for t, _ in cells}) if (task, x) in cells and (task, y) in cells]
         out += [f"- {verdict} ({pair['tasks']} of 3 source qualities finished; last-{LAST_K} mean difference "
                 f"{x} - {y}, in normalized points: {', '.join(gaps)})."]
-    return out + [""]
+    return out + findings + [""]
+
+
+def _dynamics_only_verdict(rows: list[dict], policy: str) -> str:
+    """Whether igdf's kept share of ``policy`` differs from its batch share by more than two standard
+    errors over seeds (no verdict from one seed)."""
+    if len(rows) < 2:
+        return "; one seed, so no verdict on the dynamics score" if rows else ""
+    gap = np.array([float(r["kept_share"]) - float(r["source_share"]) for r in rows])
+    if abs(gap.mean()) <= 2 * gap.std(ddof=1) / np.sqrt(gap.size):
+        return (f"; the dynamics score alone (igdf) keeps {policy} rows about as often as they occur "
+                f"({gap.mean() * 100:+.1f} +- {gap.std(ddof=1) * 100:.1f} points)")
+    return (f"; the dynamics score alone (igdf) keeps {policy} rows {'less' if gap.mean() < 0 else 'more'} often "
+            f"than they occur ({gap.mean() * 100:+.1f} +- {gap.std(ddof=1) * 100:.1f} points over seeds)")
+
+
+def _alignment_findings(evidence: Path, policy: str = "expert", steps: int = 100_000) -> list[str]:
+    """One line per measured source quality: the ``policy`` share of the batches and of each method's
+    kept rows (means over seeds), and the advantage AUC of each value model at the sweep's length."""
+    lines = []
+    for path in sorted((evidence / "alignment").glob("kept_*.csv")):
+        quality = path.stem[len("kept_"):]
+        rows = [r for r in _csv(path) if r["policy"] == policy]
+        if not rows:
+            continue
+        seeds = len({r["seed"] for r in rows})
+        batch = float(np.mean([float(r["source_share"]) for r in rows]))
+        kept = {method: float(np.mean([float(r["kept_share"]) for r in group]))
+                for (method,), group in _by(rows, ("method",)).items()}
+        shares = ", ".join(f"{method} {share:.1%}" for method, share in kept.items())
+        line = (f"- `{quality}` ({seeds} seed(s)): {policy} rows are {batch:.1%} of the source batches and "
+                f"{shares} of the kept rows")
+        line += _dynamics_only_verdict([r for r in rows if r["method"] == "igdf"], policy)
+        auc = [r for r in _csv(evidence / "alignment" / f"auc_{quality}.csv") if int(r["steps"]) == steps]
+        models = {model: float(np.mean([float(r["auc"]) for r in group]))
+                  for (model,), group in _by(auc, ("model",)).items()}
+        if models:
+            line += (f"; the stage-1 advantage ranks {auc[0]['positive']} above {auc[0]['negative']} rows with "
+                     f"ROC AUC " + ", ".join(f"{a:.2f} ({m.upper()})" for m, a in models.items())
+                     + f" after {steps:,} steps")
+        lines.append(line + ".")
+    return lines
 
 
 def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_REPS) -> Path:
@@ -378,6 +422,7 @@ def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_R
              "hopper-kinematic, target hopper with 5,000 transitions, lambda 0.7 and xi 0.5 fixed, 5 seeds, "
              "100k steps).", ""]
     lines += policies_section(evidence, out.parent) + datasets_section(evidence) + budget_section(evidence)
-    lines += results_lines + alignment_section(evidence) + conclusion_section(results) + commands_section(evidence)
+    lines += results_lines + alignment_section(evidence) + conclusion_section(results, evidence)
+    lines += commands_section(evidence)
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out
