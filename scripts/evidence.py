@@ -234,34 +234,40 @@ def pack_policies(args) -> None:
 
 
 def alignment(args) -> None:
+    """Kept shares and advantage AUCs of ``--methods``, one seed at a time: each finished seed's rows
+    are merged into the CSVs at once, so a run stopped midway keeps them."""
     from dvdf.alignment import advantage_auc, kept_shares
+    from dvdf.methods import get_method
 
     sweep, groups = _sweep(args, args.quality)
     if not groups:
         raise SystemExit(f"{args.quality}: not a quality of {SWEEP_FILE.name}")
     group = groups[0]
-    kept_rows, auc_rows = [], []
+    out = EVIDENCE / "alignment"
+    out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         started = time.perf_counter()
         configs = {s.method: sweep.experiment_config(s, seed, s.fixed.get("tradeoff", 0.7),
                                                      s.fixed.get("keep_ratio", 0.5))
-                   for s in sweep.studies if s.group == group and s.method in ALIGNMENT_METHODS}
-        for share in kept_shares([configs[m] for m in ALIGNMENT_METHODS], batches=args.batches, seed=seed,
-                                 progress=not args.no_progress):
-            kept_rows.append({"quality": args.quality, "seed": seed, **dataclasses.asdict(share)})
+                   for s in sweep.studies if s.group == group and s.method in args.methods}
+        kept_rows = [{"quality": args.quality, "seed": seed, **dataclasses.asdict(share)}
+                     for share in kept_shares([configs[m] for m in args.methods], batches=args.batches, seed=seed,
+                                              progress=not args.no_progress)]
+        auc_rows = []
         if args.quality in AUC_PAIRS:
             positive, negative = AUC_PAIRS[args.quality]
-            for method in ("dvdf-igdf", "dvdf-iql-adv"):
+            for method in (m for m in args.methods if get_method(m).uses_value):
                 for auc in advantage_auc(configs[method], positive, negative, args.steps,
                                          progress=not args.no_progress):
                     auc_rows.append({"quality": args.quality, "seed": seed, **dataclasses.asdict(auc)})
-        _record("alignment", ["alignment", args.quality, "--seeds", str(seed)], started, args.overrides)
-    out = EVIDENCE / "alignment"
-    out.mkdir(parents=True, exist_ok=True)
-    _merge_csv(out / f"kept_{args.quality}.csv", kept_rows, ("quality", "seed", "method", "policy"))
-    if auc_rows:
-        _merge_csv(out / f"auc_{args.quality}.csv", auc_rows, ("quality", "seed", "model", "steps"))
-    print(f"written: {out}")
+        _merge_csv(out / f"kept_{args.quality}.csv", kept_rows, ("quality", "seed", "method", "policy"))
+        if auc_rows:
+            _merge_csv(out / f"auc_{args.quality}.csv", auc_rows, ("quality", "seed", "model", "steps"))
+        argv = ["alignment", args.quality, "--seeds", str(seed)]
+        if tuple(args.methods) != ALIGNMENT_METHODS:
+            argv += ["--methods", *args.methods]
+        _record("alignment", argv, started, args.overrides)
+        print(f"seed {seed}: written to {out}", flush=True)
 
 
 def bench(args) -> None:
@@ -336,6 +342,8 @@ def main(argv=None) -> None:
     align.add_argument("--steps", type=int, nargs="+", default=[10_000, 30_000, 100_000],
                        help="value-model lengths of the advantage-AUC curve (the sweep's own is 100k)")
     align.add_argument("--batches", type=int, default=2000)
+    align.add_argument("--methods", nargs="+", choices=ALIGNMENT_METHODS, default=list(ALIGNMENT_METHODS),
+                       help="measure only these (dvdf-iql-adv trains an IQL value model per length: the slow one)")
     align.set_defaults(func=alignment)
     steps.add_parser("bench").set_defaults(func=bench)
     run = steps.add_parser("sweep")

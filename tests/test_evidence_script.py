@@ -67,3 +67,41 @@ def test_the_sweep_timing_row_names_its_overrides(evidence, tmp_path, monkeypatc
     row = json.loads((tmp_path / "timings.jsonl").read_text().splitlines()[-1])
     assert row["command"] == "python scripts/evidence.py --set 'methods=[igdf, dvdf-igdf]' sweep random-expert"
     assert row["runs_archived"] == 2
+
+
+def test_alignment_writes_each_seed_when_it_finishes_and_measures_only_the_chosen_methods(
+        evidence, tmp_path, monkeypatch):
+    """Seed 200 fails: seed 100's rows are already in the CSVs. Without dvdf-iql-adv no IQL value
+    model is trained, and the timing row names the methods."""
+    import json
+    import types
+
+    import dvdf.alignment as alignment
+    from dvdf.alignment import AdvantageAUC, KeptShare
+
+    def kept_shares(configs, batches, seed, progress):
+        if seed == 200:
+            raise RuntimeError("stopped")
+        return [KeptShare(c.filter.method, "expert", 0.5, 0.25, 0.25) for c in configs]
+
+    trained = []
+
+    def advantage_auc(config, positive, negative, steps, progress):
+        trained.append((config.seed, config.filter.method))
+        return [AdvantageAUC("sql", n, positive, negative, 0.75, 10, 10) for n in steps]
+
+    monkeypatch.setattr(evidence, "EVIDENCE", tmp_path)
+    monkeypatch.setattr(alignment, "kept_shares", kept_shares)
+    monkeypatch.setattr(alignment, "advantage_auc", advantage_auc)
+    args = types.SimpleNamespace(quality="random-expert", data_dir=str(tmp_path), cache_dir=str(tmp_path),
+                                 overrides=[], seeds=[100, 200], steps=[10_000, 100_000], batches=4,
+                                 methods=["igdf", "dvdf-igdf"], no_progress=True)
+    with pytest.raises(RuntimeError, match="stopped"):
+        evidence.alignment(args)
+    kept = _rows(tmp_path / "alignment" / "kept_random-expert.csv")
+    assert [(r["seed"], r["method"]) for r in kept] == [("100", "igdf"), ("100", "dvdf-igdf")]
+    assert [r["steps"] for r in _rows(tmp_path / "alignment" / "auc_random-expert.csv")] == ["10000", "100000"]
+    assert trained == [(100, "dvdf-igdf")]
+    row, = [json.loads(line) for line in (tmp_path / "timings.jsonl").read_text().splitlines()]
+    assert row["command"] == ("python scripts/evidence.py alignment random-expert --seeds 100 "
+                              "--methods igdf dvdf-igdf")
