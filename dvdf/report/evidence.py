@@ -251,7 +251,9 @@ def alignment_section(evidence: Path) -> list[str]:
         quality = path.stem[len("auc_"):]
         out += [f"Advantage ROC AUC, source `hopper-kinematic-{quality}`: P(A of a random {rows[0]['positive']} row "
                 f"> A of a random {rows[0]['negative']} row); 0.5 = no information:", ""]
-        groups = _by(rows, ("model", "steps"))
+        # by model, then length (runs of other seeds or lengths append rows in any order)
+        groups = dict(sorted(_by(rows, ("model", "steps")).items(), key=lambda kv: (kv[0][0] != "sql", kv[0][0],
+                                                                                      int(kv[0][1]))))
         out += _table(["value model", "pretraining steps", "seeds", "AUC"],
                       [[model, f"{int(steps):,}", ", ".join(r["seed"] for r in g), _spread(g, "auc")]
                        for (model, steps), g in groups.items()]) + [""]
