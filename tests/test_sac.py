@@ -51,6 +51,20 @@ def test_compiled_update_matches_the_eager_update():
     for a, b in zip(tensors(eager), tensors(compiled)):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     assert not torch.equal(tensors(eager)[0], make_agent("off").actor.net.layers[0].weight)  # it moved
+    # A checkpoint loaded after the compile (a resumed run): the compiled update, which skips its
+    # guards from the second call on, continues from the loaded values, and every tensor keeps its
+    # address (a captured CUDA graph reads them in place).
+    other = make_agent("off")
+    run(other, 2, seed=7)
+    checkpoint = copy.deepcopy(other.state_dict())
+    bound = [t.data_ptr() for t in tensors(compiled)]
+    for agent in (eager, compiled):
+        agent.load_state_dict(copy.deepcopy(checkpoint))
+    assert [t.data_ptr() for t in tensors(compiled)] == bound
+    for a, b in zip(run(eager, 3, seed=5), run(compiled, 3, seed=5)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    for a, b in zip(tensors(eager), tensors(compiled)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_update_is_the_sac_losses_through_torch_adam():
