@@ -140,4 +140,4 @@ def test_the_conclusion_states_what_the_filters_keep_from_the_alignment_files(tm
     assert ("- `random-expert` (3 seed(s)): expert rows are 50.0% of the source batches and igdf 12.0%, dvdf-igdf "
             "22.0% of the kept rows; the dynamics score alone (igdf) keeps expert rows less often than they occur "
             "(-38.0 +- 2.0 points over seeds); the stage-1 advantage ranks expert above random rows with ROC AUC "
-            "0.75 (SQL), 0.55 (IQL) after 100,000 steps.") in conclusion
+            "0.75 (SQL, 2 seeds), 0.55 (IQL, 1 seed) after 100,000 steps.") in conclusion

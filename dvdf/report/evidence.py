@@ -373,6 +373,12 @@ def conclusion_section(results: Optional[dict], evidence: Optional[Path] = None)
     return out + findings + [""]
 
 
+def _fewer_seeds(rows: list[dict], seeds: int) -> str:
+    """``n seed(s)`` where a method or model was measured on fewer seeds than the table, else ""."""
+    n = len({r["seed"] for r in rows})
+    return f"{n} seed{'s' if n > 1 else ''}" if n < seeds else ""
+
+
 def _dynamics_only_verdict(rows: list[dict], policy: str) -> str:
     """Whether igdf's kept share of ``policy`` differs from its batch share by more than two standard
     errors over seeds (no verdict from one seed)."""
@@ -397,19 +403,23 @@ def _alignment_findings(evidence: Path, policy: str = "expert", steps: int = 100
             continue
         seeds = len({r["seed"] for r in rows})
         batch = float(np.mean([float(r["source_share"]) for r in rows]))
-        kept = {method: float(np.mean([float(r["kept_share"]) for r in group]))
-                for (method,), group in _by(rows, ("method",)).items()}
-        shares = ", ".join(f"{method} {share:.1%}" for method, share in kept.items())
+        shares = []
+        for (method,), group in _by(rows, ("method",)).items():
+            fewer = _fewer_seeds(group, seeds)
+            shares.append(f"{method} {np.mean([float(r['kept_share']) for r in group]):.1%}"
+                          + (f" ({fewer})" if fewer else ""))
+        shares = ", ".join(shares)
         line = (f"- `{quality}` ({seeds} seed(s)): {policy} rows are {batch:.1%} of the source batches and "
                 f"{shares} of the kept rows")
         line += _dynamics_only_verdict([r for r in rows if r["method"] == "igdf"], policy)
         auc = [r for r in _csv(evidence / "alignment" / f"auc_{quality}.csv") if int(r["steps"]) == steps]
-        models = {model: float(np.mean([float(r["auc"]) for r in group]))
-                  for (model,), group in _by(auc, ("model",)).items()}
+        models = []
+        for (model,), group in _by(auc, ("model",)).items():
+            label = ", ".join(filter(None, (model.upper(), _fewer_seeds(group, seeds))))
+            models.append(f"{np.mean([float(r['auc']) for r in group]):.2f} ({label})")
         if models:
             line += (f"; the stage-1 advantage ranks {auc[0]['positive']} above {auc[0]['negative']} rows with "
-                     f"ROC AUC " + ", ".join(f"{a:.2f} ({m.upper()})" for m, a in models.items())
-                     + f" after {steps:,} steps")
+                     f"ROC AUC {', '.join(models)} after {steps:,} steps")
         lines.append(line + ".")
     return lines
 
