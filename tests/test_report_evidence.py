@@ -12,6 +12,18 @@ from dvdf.report.build import statistics
 from dvdf.report.evidence import render_evidence
 from dvdf.report.load import load_experiment
 
+KEPT_HEADER = "quality,seed,method,policy,source_share,kept_share,keep_rate"
+AUC_HEADER = "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative"
+
+
+def write_alignment(evidence, quality, kept=(), auc=()):
+    """The alignment step's CSVs of ``quality`` (its kept and AUC files) from data lines."""
+    folder = evidence / "alignment"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, header, lines in (("kept", KEPT_HEADER, kept), ("auc", AUC_HEADER, auc)):
+        if lines:
+            (folder / f"{name}_{quality}.csv").write_text("\n".join([header, *lines]) + "\n")
+
 
 def test_nothing_measured_yet_says_so(tmp_path):
     text = render_evidence(tmp_path / "evidence", tmp_path / "EVIDENCE.md").read_text()
@@ -30,13 +42,9 @@ def test_tables_are_computed_from_the_files(tmp_path):
     (evidence / "hopper_sac_curve.jsonl").write_text("".join(json.dumps(
         {"step": s, "return_deterministic": r, "return_stochastic": r - 10}) + "\n"
         for s, r in ((0, 10.0), (10_000, 3100.0), (20_000, 2900.0))))
-    (evidence / "alignment").mkdir()
-    (evidence / "alignment" / "kept_random-expert.csv").write_text(
-        "quality,seed,method,policy,source_share,kept_share,keep_rate\n"
-        "random-expert,100,igdf,random,0.5,0.41,0.41\nrandom-expert,100,igdf,expert,0.5,0.59,0.59\n")
-    (evidence / "alignment" / "auc_random-expert.csv").write_text(
-        "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative\n"
-        "random-expert,100,sql,10000,expert,random,0.8125,10,10\n")
+    write_alignment(evidence, "random-expert",
+                    kept=["random-expert,100,igdf,random,0.5,0.41,0.41", "random-expert,100,igdf,expert,0.5,0.59,0.59"],
+                    auc=["random-expert,100,sql,10000,expert,random,0.8125,10,10"])
     (evidence / "timings.jsonl").write_text(json.dumps(
         {"command": "python scripts/evidence.py render", "wall_s": 90.0, "finished_at": "2026-12-02 05:00:00"}) + "\n")
     text = render_evidence(evidence, tmp_path / "EVIDENCE.md", reps=200).read_text()
@@ -67,15 +75,12 @@ def test_tables_are_computed_from_the_files(tmp_path):
 
 def test_alignment_over_seeds_is_mean_and_std(tmp_path):
     evidence = tmp_path / "evidence"
-    (evidence / "alignment").mkdir(parents=True)
-    (evidence / "alignment" / "kept_medium-expert.csv").write_text(
-        "quality,seed,method,policy,source_share,kept_share,keep_rate\n"
-        "medium-expert,100,igdf,expert,0.5,0.60,0.6\nmedium-expert,200,igdf,expert,0.5,0.70,0.7\n"
-        "medium-expert,100,dvdf-igdf,expert,0.5,0.62,0.62\nmedium-expert,200,dvdf-igdf,expert,0.5,0.76,0.76\n")
-    (evidence / "alignment" / "auc_medium-expert.csv").write_text(
-        "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative\n"
-        "medium-expert,100,sql,100000,expert,medium,0.7,10,10\n"
-        "medium-expert,200,sql,100000,expert,medium,0.9,10,10\n")
+    write_alignment(evidence, "medium-expert",
+                    kept=["medium-expert,100,igdf,expert,0.5,0.60,0.6", "medium-expert,200,igdf,expert,0.5,0.70,0.7",
+                          "medium-expert,100,dvdf-igdf,expert,0.5,0.62,0.62",
+                          "medium-expert,200,dvdf-igdf,expert,0.5,0.76,0.76"],
+                    auc=["medium-expert,100,sql,100000,expert,medium,0.7,10,10",
+                         "medium-expert,200,sql,100000,expert,medium,0.9,10,10"])
     text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
     assert "seed(s) 100, 200" in text
     assert "| igdf | expert | 0.500 +- 0.000 | 0.650 +- 0.071 | 0.650 +- 0.071 |" in text
@@ -104,11 +109,8 @@ def test_alignment_rows_name_the_data_generation_they_were_measured_on(tmp_path)
     """Seed 100 measured before the source file was regenerated on this CPU, seed 200 after it;
     a regeneration on another CPU does not count for a step that ran elsewhere."""
     evidence = tmp_path / "evidence"
-    (evidence / "alignment").mkdir(parents=True)
-    (evidence / "alignment" / "kept_random-expert.csv").write_text(
-        "quality,seed,method,policy,source_share,kept_share,keep_rate\n"
-        "random-expert,100,igdf,expert,0.5,0.2,0.2\nrandom-expert,200,igdf,expert,0.5,0.3,0.3\n"
-        "random-expert,300,igdf,expert,0.5,0.3,0.3\n")
+    write_alignment(evidence, "random-expert", kept=[f"random-expert,{seed},igdf,expert,0.5,{share},{share}"
+                                                     for seed, share in ((100, 0.2), (200, 0.3), (300, 0.3))])
     (evidence / "datasets_regenerated.jsonl").write_text("".join(json.dumps(
         {"path": "hopper-kinematic-random-expert.hdf5", "cpu": cpu, "regenerated_at": at}) + "\n"
         for cpu, at in (("cpu-b", "2026-12-03 07:00:00"), ("cpu-c", "2026-12-03 08:00:00"))))
@@ -125,16 +127,15 @@ def test_alignment_rows_name_the_data_generation_they_were_measured_on(tmp_path)
 
 def test_the_conclusion_states_what_the_filters_keep_from_the_alignment_files(tmp_path):
     evidence = tmp_path / "evidence"
-    (evidence / "alignment").mkdir(parents=True)
-    rows = ["quality,seed,method,policy,source_share,kept_share,keep_rate"]
+    kept = []
     for seed, igdf, dvdf in ((100, 0.10, 0.20), (200, 0.14, 0.22), (300, 0.12, 0.24)):
-        rows += [f"random-expert,{seed},igdf,expert,0.5,{igdf},{igdf}", f"random-expert,{seed},igdf,random,0.5,{1 - igdf},0",
+        kept += [f"random-expert,{seed},igdf,expert,0.5,{igdf},{igdf}", f"random-expert,{seed},igdf,random,0.5,{1 - igdf},0",
                  f"random-expert,{seed},dvdf-igdf,expert,0.5,{dvdf},{dvdf}"]
-    (evidence / "alignment" / "kept_random-expert.csv").write_text("\n".join(rows) + "\n")
-    (evidence / "alignment" / "auc_random-expert.csv").write_text(
-        "quality,seed,model,steps,positive,negative,auc,n_positive,n_negative\n"
-        "random-expert,100,sql,10000,expert,random,0.9,10,10\nrandom-expert,100,sql,100000,expert,random,0.7,10,10\n"
-        "random-expert,200,sql,100000,expert,random,0.8,10,10\nrandom-expert,100,iql,100000,expert,random,0.55,10,10\n")
+    write_alignment(evidence, "random-expert", kept=kept,
+                    auc=["random-expert,100,sql,10000,expert,random,0.9,10,10",
+                         "random-expert,100,sql,100000,expert,random,0.7,10,10",
+                         "random-expert,200,sql,100000,expert,random,0.8,10,10",
+                         "random-expert,100,iql,100000,expert,random,0.55,10,10"])
     text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
     conclusion = text.split("## 6.")[1].split("## 7.")[0]
     assert ("- `random-expert` (3 seed(s)): expert rows are 50.0% of the source batches and igdf 12.0%, dvdf-igdf "

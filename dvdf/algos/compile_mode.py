@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -46,3 +46,26 @@ def resolve_compile_mode(cfg: IQLConfig, device) -> tuple[str, str]:
             return "off", "auto: no C++ compiler found (g++/clang++ or $CXX), eager"
         return "step", f"auto: whole step compiled with {os.path.basename(compiler)}"
     return "off", f"auto: eager on device type {device.type!r}"
+
+
+def skip_guards_after_first_call(compiled: Callable) -> Callable:
+    """``compiled`` (a ``torch.compile`` result) called as is the first time - the compile - and
+    from then on with guard evaluation skipped (``skip_guard_eval_unsafe``).
+
+    Guards re-check every input tensor's metadata on each call (~80-100 state tensors for dvdf's
+    updates: a visible share of a CPU step). That is safe to skip only for a function whose inputs
+    never change shape, dtype or device between calls and whose state is updated and loaded in
+    place, as the IQL whole step's and the SAC update's are; only the cheap guards that tell cached
+    graphs apart still run, and the inputs themselves are read on every call.
+    """
+    called = False
+
+    def call(*args):
+        nonlocal called
+        if called:
+            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+                return compiled(*args)
+        called = True
+        return compiled(*args)
+
+    return call

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
-from dvdf.algos.compile_mode import cpp_compiler
+from dvdf.algos.compile_mode import cpp_compiler, skip_guards_after_first_call
 from dvdf.algos.iql import polyak_update
 from dvdf.algos.optim import adam_bias_corrections, adam_step_, init_adam_state, make_adam
 from dvdf.atomic import atomic_path
@@ -198,7 +198,6 @@ class SACAgent:
         self.cuda_graphs = compile == "step" and (self.device.type == "cuda" if cuda_graphs is None else cuda_graphs)
         self._bind_optimizer()
         self._fn: Callable = self.step_fn
-        self._compiled_once = False
         if self.cuda_graphs:
             # Inputs a CUDA graph reads in place (not copied before every replay): the replay
             # storage and every tensor the update mutates.
@@ -207,7 +206,10 @@ class SACAgent:
             self._fn = torch.compile(self.step_fn, mode="reduce-overhead", dynamic=False)
         elif compile == "step":
             # cpp_wrapper: the compiled graph's kernel calls run from C++, not Python.
-            self._fn = torch.compile(self.step_fn, dynamic=False, options={"cpp_wrapper": True})
+            # Every tensor is updated and loaded in place (_adopt_optimizer_state): guards can be
+            # skipped after the compile (~10% of a CPU update would go to re-checking ~100 tensors).
+            self._fn = skip_guards_after_first_call(
+                torch.compile(self.step_fn, dynamic=False, options={"cpp_wrapper": True}))
 
     def _bind_optimizer(self) -> None:
         """Adam's per-tensor state as the lists :func:`adam_step_` updates in place (the optimiser's
@@ -243,17 +245,7 @@ class SACAgent:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
             return self._fn(index, noise).clone()  # graph outputs are overwritten by the next replay
-        if self._compiled_once:
-            # The guards would re-check ~100 tensors (parameters, Adam state, target) on every call,
-            # ~10% of a CPU update. Nothing they check changes between updates - shapes and dtypes
-            # are fixed, every tensor is updated and loaded in place (_adopt_optimizer_state) - so
-            # only the cheap guards that tell cached graphs apart run. (The inputs themselves are
-            # still read from the agent on every call.)
-            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-                return self._fn(index, noise)
-        metrics = self._fn(index, noise)
-        self._compiled_once = self._fn is not self.step_fn
-        return metrics
+        return self._fn(index, noise)
 
     def step_fn(self, index: Tensor, noise: Tensor) -> Tensor:
         """The whole update from its random inputs (compiled as one graph in ``compile: step``)."""

@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from dvdf.algos.compile_mode import skip_guards_after_first_call
 from dvdf.algos.filtered_iql import Batch, FilteredIQL
 
 # Source columns the experiment's filter diagnostics read, returned with each step's info.
@@ -53,7 +54,6 @@ class WholeStep:
         self.device = agent.device
         self.cuda_graphs = compiled and (self.device.type == "cuda" if cuda_graphs is None else cuda_graphs)
         self._fn = self._update
-        self._compiled_once = False
         if self.cuda_graphs:
             # A CUDA graph reads its inputs at fixed addresses: an input not marked static is
             # copied into graph memory before every replay - for the buffers, the whole dataset.
@@ -64,6 +64,10 @@ class WholeStep:
             self._fn = torch.compile(self._update, mode="reduce-overhead", dynamic=False)
         elif compiled:  # kernel calls from C++, not Python: per-op overhead is a visible share on CPU
             self._fn = torch.compile(self._update, dynamic=False, options={"cpp_wrapper": True})
+        if compiled:
+            # Nothing the guards check changes between steps - shapes are fixed by the config, the
+            # state is updated and loaded in place - so they run on the first call (the compile) only.
+            self._fn = skip_guards_after_first_call(self._fn)
 
     def __call__(self, source_index: Optional[Tensor], target_index: Tensor
                  ) -> tuple[dict[str, Tensor], Optional[Batch]]:
@@ -74,16 +78,7 @@ class WholeStep:
         noise = agent.constraint_noise(None if source_index is None else source_index.shape[-1], target_index.shape)
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        if self._compiled_once:
-            # Guards re-check every input's metadata on each call (~80 state tensors: a visible
-            # share of a CPU step). Nothing they check changes between steps - shapes are fixed by
-            # the config, the state is updated and loaded in place - so after the first call (the
-            # compile) only the cheap "diff" guards run.
-            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-                info, diagnostics = self._fn(source_index, target_index, noise)
-        else:
-            info, diagnostics = self._fn(source_index, target_index, noise)
-            self._compiled_once = self._fn is not self._update
+        info, diagnostics = self._fn(source_index, target_index, noise)
         agent.step += 1
         return info, diagnostics
 

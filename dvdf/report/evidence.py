@@ -261,10 +261,11 @@ def alignment_section(evidence: Path) -> list[str]:
     return out
 
 
-def _data_generation(evidence: Path, dataset: str, timing: dict) -> str:
-    """Which generation of ``dataset`` a timed step read: the latest regeneration recorded before it
-    finished on the same CPU (a row without a CPU matches any), else the first one (datasets.jsonl)."""
-    done = [d["regenerated_at"] for d in _jsonl(evidence / "datasets_regenerated.jsonl")
+def _data_generation(regenerated: list[dict], dataset: str, timing: dict) -> str:
+    """Which generation of ``dataset`` a timed step read: the latest regeneration (a
+    datasets_regenerated.jsonl row) before it finished on the same CPU (a row without a CPU matches
+    any), else the first one (datasets.jsonl)."""
+    done = [d["regenerated_at"] for d in regenerated
             if d["path"] == dataset and d["regenerated_at"] <= timing["finished_at"]
             and timing.get("cpu", d["cpu"]) == d["cpu"]]
     return f"regenerated {max(done)}" if done else "first generation (datasets.jsonl)"
@@ -288,9 +289,10 @@ def _alignment_data(evidence: Path, quality: str, seeds: list[str]) -> list[str]
     for timing in _jsonl(evidence / "timings.jsonl"):
         if timing.get("step") == "alignment" and _step_argument(timing["command"], "alignment") == quality:
             latest[_step_argument(timing["command"], "alignment", "--seeds")] = timing
+    regenerated = _jsonl(evidence / "datasets_regenerated.jsonl")
     by_generation: dict[str, list[str]] = {}
     for seed in seeds:
-        label = _data_generation(evidence, dataset, latest[seed]) if seed in latest else "not recorded"
+        label = _data_generation(regenerated, dataset, latest[seed]) if seed in latest else "not recorded"
         by_generation.setdefault(label, []).append(seed)
     return [f"Source data `{dataset}` of these rows: "
             + "; ".join(f"seed(s) {', '.join(s)}: {label}" for label, s in by_generation.items()), ""]
