@@ -55,9 +55,13 @@ class CollectConfig:
     """How a missing dataset is generated (behaviour-policy SAC + rollouts, D4RL's recipe)."""
 
     transitions: int = 1_000_000   # per quality (the mixtures medium-expert, random-expert: per part)
-    sac_steps: int = 1_000_000     # SAC training steps of the behaviour policy (expert = final)
-    snapshot_every: int = 10_000   # SAC snapshots considered for 'medium' (return ~ 1/3 expert)
-    eval_episodes: int = 5         # episodes per snapshot evaluation
+    sac_steps: int = 1_000_000     # SAC training steps of the behaviour policy
+    snapshot_every: int = 10_000   # SAC snapshots: the candidates for 'expert' and 'medium'
+    eval_episodes: int = 5         # episodes per snapshot evaluation during SAC training
+    # The expert snapshot: best (the best of the top-5 snapshots on expert_eval_episodes fresh
+    # episodes) or final (D4RL's literal rule); see dvdf.data.expert.
+    expert: Literal["best", "final"] = "best"
+    expert_eval_episodes: int = 20
     num_envs: int = 8              # vectorised rollouts
     rollout_workers: int = 0       # processes stepping the rollouts' envs; 0 = one per core (<= num_envs)
     seed: int = 0
@@ -73,7 +77,8 @@ class CollectConfig:
         _check(self.rollout_workers >= 0, "collect.rollout_workers must be >= 0 (0 = one per core)")
         _check(self.sac_steps > 0, "collect.sac_steps must be > 0")
         _check(0 < self.snapshot_every <= self.sac_steps, "collect.snapshot_every must be in (0, sac_steps]")
-        _positive("collect", self, "eval_episodes", "num_envs")
+        _check(self.expert in ("best", "final"), f"collect.expert must be best or final, got {self.expert!r}")
+        _positive("collect", self, "eval_episodes", "expert_eval_episodes", "num_envs")
         _check(self.seed >= 0, f"collect.seed must be >= 0, got {self.seed}")
 
 

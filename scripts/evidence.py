@@ -204,11 +204,13 @@ def _file_summary(path: Path, domain: str) -> dict:
 
 def pack_policies(args) -> None:
     """Trim each domain's SAC run to what dataset generation reads, into docs/evidence/policies:
-    settings, result and curve, the random/medium/expert actors and the replay rows up to the
-    medium snapshot (for medium-replay). Checkpoints and the other snapshots are left out."""
+    settings, result and curve, the expert choice and its candidates' actors, the random and medium
+    actors, and the replay rows up to the medium snapshot (for medium-replay). Checkpoints and the
+    other snapshots are left out."""
     from dvdf.config import CollectConfig
     from dvdf.data.behaviour import SACConfig, load_result
-    from dvdf.data.collect import pick_medium, policy_run_dir
+    from dvdf.data.collect import expert_snapshot, pick_medium, policy_run_dir
+    from dvdf.data.expert import selection_file
 
     sweep, _ = _sweep(args)
     collect: CollectConfig = sweep.spec.base.data.collect
@@ -217,19 +219,31 @@ def pack_policies(args) -> None:
         result = load_result(run)
         if result is None:
             raise SystemExit(f"{run}: SAC run not completed; run the datasets step first")
-        medium = pick_medium(result.snapshots)
+        expert = expert_snapshot(result, collect)
+        medium = pick_medium(result.snapshots, expert)
         out = EVIDENCE / "policies" / run.name
-        (out / "snapshots").mkdir(parents=True, exist_ok=True)
-        (out / "replay").mkdir(exist_ok=True)
-        for name in ("settings.json", "result.json", "curve.jsonl"):
+        if out.exists():
+            shutil.rmtree(out)   # a packed run of an earlier rule or training: replaced whole
+        (out / "snapshots").mkdir(parents=True)
+        (out / "replay").mkdir()
+        names = ["settings.json", "result.json", "curve.jsonl"]
+        if collect.expert == "best":
+            names.append(selection_file(run, collect.expert_eval_episodes).name)
+        for name in names:
             shutil.copyfile(run / name, out / name)
-        for snap in (result.random, medium, result.expert):
+        candidates = expert.get("selection", {}).get("candidates", [])
+        for snap in (result.random, medium, expert, result.snapshots[-1], *candidates):
             shutil.copyfile(run / snap["path"], out / snap["path"])
         for chunk in sorted((run / "replay").glob("rows_*.pt")):
             first = int(chunk.stem.split("_")[1])
             if first < medium["step"]:
                 shutil.copyfile(chunk, out / "replay" / chunk.name)
         shutil.copyfile(run / "curve.jsonl", EVIDENCE / f"{domain}_sac_curve.jsonl")
+        choice = EVIDENCE / f"{domain}_expert_choice.json"
+        if collect.expert == "best":
+            shutil.copyfile(selection_file(run, collect.expert_eval_episodes), choice)
+        elif choice.exists():
+            choice.unlink()   # the report reads its absence as the final-actor rule
         print(f"{out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
 
 
@@ -309,11 +323,17 @@ def sweep(args) -> None:
 
 
 def render(args) -> None:
+    """docs/EVIDENCE.md from docs/evidence/, and each earlier data generation's own EVIDENCE.md
+    from its directory (docs/evidence/generation-*/), linked from the main one. Not timed: it
+    only reads."""
     from dvdf.report.evidence import render_evidence
 
+    bench = EVIDENCE / "bench.json"   # the machine's measured rate, shared by the generations
+    generations = sorted(EVIDENCE.glob("generation-*/"))
+    for directory in generations:
+        print(f"written: {render_evidence(directory, directory / 'EVIDENCE.md', bench_file=bench)}")
     out = ROOT / "docs" / "EVIDENCE.md" if args.evidence_dir is None else EVIDENCE.parent / "EVIDENCE.md"
-    path = render_evidence(EVIDENCE, out)   # not timed: it only reads
-    print(f"written: {path}")
+    print(f"written: {render_evidence(EVIDENCE, out, generations=generations)}")
 
 
 def main(argv=None) -> None:

@@ -19,7 +19,8 @@ from dvdf.envs import make_vector_env
 from dvdf.errors import DvdfError
 
 # A few seconds of SAC: 4 snapshots between the random and the final policy.
-TINY = CollectConfig(transitions=400, sac_steps=300, snapshot_every=60, eval_episodes=1, num_envs=4, seed=1)
+TINY = CollectConfig(transitions=400, sac_steps=300, snapshot_every=60, eval_episodes=1, expert_eval_episodes=2,
+                     num_envs=4, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +66,16 @@ def test_all_qualities_with_provenance(generated):
     assert mr.metadata["medium_snapshot_step"] == medium_step == len(mr)
     assert mr.provenance_names()[0] == "uniform-random-warmup"
     assert np.all(np.diff(mr.extras["provenance"]) >= 0)
-    # Policies: random = step 0, expert = final, medium in between.
+    # Policies: random = step 0, expert = the snapshot chosen on a fresh evaluation (stored beside
+    # the run, its returns recorded), medium before it.
     assert datasets["random"].metadata["behaviour_policy_steps"] == 0
-    assert datasets["expert"].metadata["behaviour_policy_steps"] == TINY.sac_steps
-    assert 0 < medium_step < TINY.sac_steps
+    expert = datasets["expert"].metadata
+    run_dir = policy_run_dir("hopper", SACConfig.from_collect(TINY), data_dir / "policies")
+    chosen = json.loads((run_dir / "expert-best-2ep.json").read_text())
+    assert expert["behaviour_policy_steps"] == expert["expert_snapshot_step"] == chosen["step"] > 0
+    assert expert["behaviour_policy_mean_return"] == chosen["return_stochastic"] == expert["expert_return"]
+    assert expert["expert_rule"] == "best"
+    assert 0 < medium_step < chosen["step"]
     # Rollouts are stochastic: two rows with the same state would be a miracle, actions vary.
     assert datasets["expert"].actions.std(axis=0).min() > 0.01
 
@@ -121,6 +128,38 @@ def test_ensure_dataset_reuses_file_and_rejects_other_settings(generated):
         ensure_dataset("hopper", "expert", data_dir, other, progress=False)
 
 
+def test_expert_rules_final_and_cached_best(generated, monkeypatch):
+    import dvdf.data.expert as expert_module
+    from dvdf.data.collect import expert_snapshot
+
+    data_dir, _ = generated
+    policy = load_result(policy_run_dir("hopper", SACConfig.from_collect(TINY), data_dir / "policies"))
+    final = CollectConfig(**{**TINY.__dict__, "expert": "final"})
+    assert expert_snapshot(policy, final) == policy.snapshots[-1]   # D4RL's rule: the last actor
+    monkeypatch.setattr(expert_module, "_reevaluate_candidates",
+                        lambda *a: pytest.fail("a stored expert choice was evaluated again"))
+    assert expert_snapshot(policy, TINY)["step"] == read_dataset(
+        data_dir / "hopper-expert.hdf5").metadata["expert_snapshot_step"]
+    with pytest.raises(DvdfError, match="collect.expert"):
+        CollectConfig(expert="median")
+
+
+def test_file_made_before_the_expert_rule_was_recorded_reads_as_final(generated, tmp_path):
+    from dvdf.data.collect import COLLECT_SETTINGS_KEY, _check_collect_settings
+    from dvdf.data.hdf5 import write_dataset
+
+    data_dir, paths = generated
+    old = read_dataset(paths["random"])
+    recorded = json.loads(old.metadata[COLLECT_SETTINGS_KEY])
+    for key in ("expert", "expert_eval_episodes"):
+        recorded.pop(key)
+    old.metadata[COLLECT_SETTINGS_KEY] = json.dumps(recorded)
+    path = write_dataset(tmp_path / "hopper-random.hdf5", old)
+    _check_collect_settings(path, CollectConfig(**{**TINY.__dict__, "expert": "final"}))
+    with pytest.raises(DvdfError, match="expert=final \\(config: best\\)"):
+        _check_collect_settings(path, TINY)
+
+
 def test_collect_cli_reuses_cached_policy(generated, tmp_path, capsys):
     data_dir, _ = generated
     cache = data_dir / "policies"
@@ -129,7 +168,7 @@ def test_collect_cli_reuses_cached_policy(generated, tmp_path, capsys):
     out = tmp_path / "me.hdf5"
     code = cli_main(["collect", "--domain", "hopper", "--quality", "random", "--out", str(out),
                      "--transitions", "200", "--sac-steps", "300", "--snapshot-every", "60",
-                     "--eval-episodes", "1",
+                     "--eval-episodes", "1", "--expert-eval-episodes", "2",
                      "--num-envs", "2", "--seed", "1", "--cache-dir", str(cache), "--no-progress", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -210,3 +249,29 @@ def test_parallel_rollouts_same_rows_for_any_worker_count():
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name), err_msg=name)
     np.testing.assert_array_equal(one.extras["provenance"], two.extras["provenance"])
     assert one.actions.std(axis=0).min() > 0.01   # stochastic
+
+
+def test_best_expert_is_chosen_on_the_fresh_evaluation_not_the_lucky_estimate():
+    from dvdf.data.expert import EXPERT_CANDIDATES, choose_expert
+
+    # Training-time returns: step 30 looked best (a lucky 5-episode estimate); step 60 is final.
+    training = [(0, 5), (10, 900), (20, 2500), (30, 3300), (40, 2900), (50, 3000), (60, 1500), (70, 2800)]
+    snaps = [{"step": s, "return_stochastic": r, "return_deterministic": r + 10, "path": f"s{s}.pt"}
+             for s, r in training]
+    fresh = {30: 2400.0, 40: 2950.0, 50: 2700.0, 70: 2600.0, 20: 2500.0}
+    evaluated = []
+
+    def evaluate(snap):
+        evaluated.append(snap["step"])
+        return fresh[snap["step"]], fresh[snap["step"]] + 50
+
+    choice = choose_expert(snaps, evaluate)
+    # Candidates: the top 5 by training-time return; the winner: the best fresh return.
+    assert sorted(evaluated) == [20, 30, 40, 50, 70] and len(evaluated) == EXPERT_CANDIDATES
+    assert choice["step"] == 40 and choice["path"] == "s40.pt"
+    assert choice["return_stochastic"] == 2950.0 and choice["return_deterministic"] == 3000.0
+    assert {r["step"]: r["training_return_stochastic"] for r in choice["selection"]["candidates"]}[30] == 3300
+    # Medium is picked before the expert, at a third of its (fresh) return.
+    assert pick_medium(snaps, choice)["step"] == 10
+    with pytest.raises(DvdfError, match="no SAC snapshot"):
+        choose_expert(snaps[:1], evaluate)

@@ -58,7 +58,7 @@ def test_tables_are_computed_from_the_files(tmp_path):
     assert "**dvdf-igdf beats igdf** here" in text      # 60 vs 40, 3 std apart: CI excludes 0.5
     means = {c["method"]: c["mean"] for c in stats["cells"]["last_k"]}
     assert f"{means['dvdf-igdf'] - means['igdf']:+.1f})" in text
-    assert "| `hopper` | 20,000 | 2,900.0 |" in text     # final snapshot, not the best
+    assert "| `hopper` | 20,000 | 2,900.0 | 20,000 (final) | 2,900.0 |" in text  # no choice file: final rule
     assert "3,100.0 at 10,000" in text
     assert "| igdf | expert | 0.500 | 0.590 | 0.590 |" in text and "| sql | 10,000 | 100 | 0.812 |" in text
     assert "| `python scripts/evidence.py render` | 1.5 |" in text
@@ -142,3 +142,40 @@ def test_the_conclusion_states_what_the_filters_keep_from_the_alignment_files(tm
             "22.0% of the kept rows; the dynamics score alone (igdf) keeps expert rows less often than they occur "
             "(-38.0 +- 2.0 points over seeds); the stage-1 advantage ranks expert above random rows with ROC AUC "
             "0.75 (SQL, 2 seeds), 0.55 (IQL, 1 seed) after 100,000 steps.") in conclusion
+
+
+def test_policy_table_shows_the_expert_chosen_on_a_fresh_evaluation(tmp_path):
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    (evidence / "hopper_sac_curve.jsonl").write_text("".join(json.dumps(
+        {"step": s, "return_deterministic": r, "return_stochastic": r - 10}) + "\n"
+        for s, r in ((0, 10.0), (10_000, 3100.0), (20_000, 2900.0), (30_000, 1500.0))))
+    candidates = [{"step": 10_000, "path": "a", "training_return_stochastic": 3090.0, "return_stochastic": 2500.0,
+                   "return_deterministic": 2600.0},
+                  {"step": 20_000, "path": "b", "training_return_stochastic": 2890.0, "return_stochastic": 2800.0,
+                   "return_deterministic": 2950.0}]
+    (evidence / "hopper_expert_choice.json").write_text(json.dumps(
+        {"step": 20_000, "path": "b", "return_stochastic": 2800.0, "return_deterministic": 2950.0,
+         "selection": {"rule": "best", "episodes": 20, "seed": 20_000, "candidates": candidates}}))
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md", reps=50).read_text()
+    assert "| `hopper` | 30,000 | 1,500.0 | 20,000 (best of 2, 20 fresh episodes) | 2,950.0 |" in text
+    assert "| `hopper` | 20,000 | 2,890.0 | 2,800.0 | 2,950.0 | **expert** |" in text
+    assert "| `hopper` | 10,000 | 3,090.0 | 2,500.0 | 2,600.0 |  |" in text
+
+
+def test_an_earlier_data_generation_gets_its_own_document_and_a_link(tmp_path):
+    evidence = tmp_path / "evidence"
+    old = evidence / "generation-1"
+    old.mkdir(parents=True)
+    (old / "README.md").write_text("# Data generation 1\n\nThe expert was the final actor.\nSee EVIDENCE.md.\n\nMore.\n")
+    (evidence / "bench.json").write_text(json.dumps(
+        {"members": {"1": {"5": {"compiled_step": {"member_steps_per_s": 100.0}}}}, "cores": 2}))
+    # The generation's own document: its note under the title, the shared bench for its budget.
+    text = render_evidence(old, old / "EVIDENCE.md", reps=50, bench_file=evidence / "bench.json").read_text()
+    assert "from the files in this directory" in text
+    assert "**An earlier data generation.** The expert was the final actor. See EVIDENCE.md." in text
+    assert "| one cell (5 seeds x 100k steps) | 100 |" in text
+    # The current document links it, with the same note, and does not read its runs.
+    main = render_evidence(evidence, tmp_path / "EVIDENCE.md", reps=50, generations=[old]).read_text()
+    assert "- [generation-1](evidence/generation-1/EVIDENCE.md): The expert was the final actor. See EVIDENCE.md." in main
+    assert "**An earlier data generation.**" not in main and "No finished runs yet" in main

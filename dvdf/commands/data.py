@@ -25,6 +25,11 @@ def register(subparsers) -> None:
                          help="SAC steps between the snapshots considered for 'medium' "
                               "(default 10k, at most sac-steps / 10)")
     collect.add_argument("--eval-episodes", type=int, default=None, help="episodes per snapshot evaluation")
+    collect.add_argument("--expert", choices=("best", "final"), default=None,
+                         help="the expert snapshot: best (default; the best of the top 5 on a fresh evaluation) "
+                              "or final (D4RL's rule, the last actor)")
+    collect.add_argument("--expert-eval-episodes", type=int, default=None,
+                         help="fresh episodes per candidate when --expert is best (default 20)")
     collect.add_argument("--num-envs", type=int, default=None, help="vectorised rollout environments")
     collect.add_argument("--seed", type=int, default=None, help="seed of SAC and rollouts (default 0)")
     collect.add_argument("--cache-dir", default=None,
@@ -87,7 +92,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     overrides = {"transitions": args.transitions, "sac_steps": args.sac_steps,
                  "snapshot_every": args.snapshot_every, "eval_episodes": args.eval_episodes,
-                 "num_envs": args.num_envs, "seed": args.seed}
+                 "expert_eval_episodes": args.expert_eval_episodes, "num_envs": args.num_envs, "seed": args.seed}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     defaults = COLLECT_PRESETS[args.preset]
     if "sac_steps" in overrides and "snapshot_every" not in overrides:
@@ -102,6 +107,8 @@ def _collect(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.expert is not None:
+        overrides["expert"] = args.expert
     config = dataclasses.replace(defaults, **overrides)
     result = collect_dataset(args.domain, args.quality, args.out, config, cache_dir=args.cache_dir,
                              device=args.device, progress=not args.no_progress)

@@ -3,8 +3,11 @@
 Qualities (D4RL definitions):
 
 * ``random``        - the randomly initialised SAC actor (snapshot at step 0);
-* ``expert``        - the actor at the end of SAC training;
-* ``medium``        - the saved snapshot whose evaluated return is closest to 1/3 of the expert's;
+* ``expert``        - by default the snapshot that is best on a fresh evaluation; with
+  ``collect.expert: final`` D4RL's literal rule, the actor at the end of SAC training
+  (:mod:`dvdf.data.expert` says why the default differs);
+* ``medium``        - the snapshot before the expert whose evaluated return is closest to 1/3 of
+  the expert's;
 * ``medium-replay`` - SAC's replay buffer up to the medium snapshot (its own size, not
   ``transitions``: every step SAC took until it reached the medium level);
 * ``medium-expert`` - the medium and expert datasets concatenated (2 x ``transitions``);
@@ -34,6 +37,7 @@ from dvdf.config import QUALITIES, CollectConfig
 from dvdf.data.behaviour import SACConfig, SACResult, load_actor, load_replay, train_sac
 from dvdf.data.catalogue import record_dataset
 from dvdf.data.dataset import PROVENANCE_KEY, PROVENANCE_NAMES_KEY, Dataset, concatenate
+from dvdf.data.expert import select_expert
 from dvdf.data.hdf5 import read_dataset, read_summary, write_dataset
 from dvdf.data.rollout import default_workers, parallel_rollouts
 from dvdf.errors import DvdfError
@@ -51,6 +55,9 @@ ROLLOUT_SEED_OFFSET = {"random": 1, "medium": 2, "expert": 3}  # distinct rollou
 MIXTURES: dict[str, tuple[str, ...]] = {"medium-expert": ("medium", "expert"),
                                         "random-expert": ("random", "expert")}
 COLLECT_SETTINGS_KEY = "collect_settings"
+# Identity settings added after the first datasets were written, with the value those older files
+# were made with: a file that does not record one was made that way.
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"expert": "final"}
 
 
 # ------------------------------------------------------------------------------ policy cache
@@ -83,17 +90,19 @@ def ensure_policy(domain: str, collect: CollectConfig, cache_dir: str | os.PathL
     return result
 
 
-def pick_medium(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+def pick_medium(snapshots: list[dict[str, Any]], expert: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """D4RL's rule: the snapshot whose evaluated return is closest to 1/3 of the expert's.
 
-    Candidates are the snapshots strictly between the random initialisation and the expert.
-    Returns are those of the stochastic policy, the same policy that generates the data.
+    Candidates are the snapshots strictly between the random initialisation and the expert
+    (default: the final snapshot), so that medium-replay - the replay buffer up to the medium
+    snapshot - never holds the expert's own training. Returns are those of the stochastic
+    policy, the same policy that generates the data.
     """
-    expert = snapshots[-1]
-    candidates = snapshots[1:-1]
+    expert = snapshots[-1] if expert is None else expert
+    candidates = [s for s in snapshots[1:] if s["step"] < expert["step"]]
     if not candidates:
-        raise DvdfError("cannot pick a medium policy: SAC saved no snapshot between the random and the final "
-                        "policy (collect.snapshot_every must be < collect.sac_steps)")
+        raise DvdfError(f"cannot pick a medium policy: SAC saved no snapshot between the random policy and the "
+                        f"expert (step {expert['step']}); collect.snapshot_every must be < collect.sac_steps")
     goal = MEDIUM_FRACTION * expert["return_stochastic"]
     return min(candidates, key=lambda s: abs(s["return_stochastic"] - goal))
 
@@ -128,11 +137,18 @@ def _reused_part(domain: str, role: str, label: int, collect: CollectConfig, pol
 
 def _identity_settings(collect: CollectConfig) -> dict[str, Any]:
     """The collect settings that define a dataset: how rollouts are batched and whether SAC's
-    update was compiled do not."""
+    update was compiled do not, nor the selection's episode count when the expert is the final actor."""
     settings = dataclasses.asdict(collect)
     for how in ("num_envs", "rollout_workers", "sac_compile"):
         settings.pop(how)
+    if collect.expert == "final":
+        settings.pop("expert_eval_episodes")
     return settings
+
+
+def expert_snapshot(policy: SACResult, collect: CollectConfig, device: str = "cpu") -> dict[str, Any]:
+    """The expert of the SAC run ``policy`` under ``collect.expert`` (computed once, then read)."""
+    return select_expert(policy, collect.expert, collect.expert_eval_episodes, collect.seed, device)
 
 
 def _replay_dataset(policy: SACResult, upto: int, snapshot_every: int) -> Dataset:
@@ -162,9 +178,9 @@ def generate_dataset(domain: str, quality: str, collect: CollectConfig, policy: 
     """
     if quality not in QUALITIES:
         raise DvdfError(f"unknown quality {quality!r} (choose from {', '.join(QUALITIES)})")
-    expert = policy.expert
     roles = MIXTURES.get(quality, (quality,))   # the behaviour policies whose rollouts it holds
-    medium = pick_medium(policy.snapshots) if quality == "medium-replay" or "medium" in roles else None
+    expert = expert_snapshot(policy, collect)
+    medium = pick_medium(policy.snapshots, expert) if quality == "medium-replay" or "medium" in roles else None
     snapshots = {"random": policy.random, "medium": medium, "expert": expert}
 
     if quality == "medium-replay":
@@ -194,6 +210,8 @@ def generate_dataset(domain: str, quality: str, collect: CollectConfig, policy: 
         "behaviour_policy_mean_return_deterministic": float(behaviour["return_deterministic"]),
         "expert_snapshot_step": int(expert["step"]),
         "expert_return": float(expert["return_stochastic"]),
+        "expert_return_deterministic": float(expert["return_deterministic"]),
+        "expert_rule": collect.expert,
         "sac_run": policy.run_dir.name,
         PROVENANCE_NAMES_KEY: json.dumps(names),
         COLLECT_SETTINGS_KEY: json.dumps(settings, sort_keys=True),
@@ -265,9 +283,10 @@ def _check_collect_settings(path: Path, collect: CollectConfig) -> None:
     recorded = read_summary(path)["metadata"].get(COLLECT_SETTINGS_KEY)
     if recorded is None:
         return
-    wanted = dataclasses.asdict(collect)
-    differing = {key: (value, wanted.get(key)) for key, value in json.loads(recorded).items()
-                 if wanted.get(key) != value}
+    wanted = _identity_settings(collect)
+    recorded = {**SETTINGS_BEFORE_THEY_WERE_RECORDED, **json.loads(recorded)}
+    # Only what defines a dataset now is compared (older files also recorded e.g. num_envs).
+    differing = {key: (value, wanted[key]) for key, value in recorded.items() if key in wanted and wanted[key] != value}
     if differing:
         details = ", ".join(f"{key}={old} (config: {new})" for key, (old, new) in differing.items())
         raise DvdfError(f"{path}: generated with other collect settings: {details}; "

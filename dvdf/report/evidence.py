@@ -24,7 +24,7 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def policies_section(evidence: Path, doc_dir: Path) -> list[str]:
     from dvdf.report.plots import behaviour_curves
 
     out = ["## 1. Behaviour policies (SAC)", ""]
-    rows, curves = [], {}
+    rows, curves, experts, candidates = [], {}, {}, []
     for path in sorted(evidence.glob("*_sac_curve.jsonl")):
         domain = path.name[: -len("_sac_curve.jsonl")]
         curve = _jsonl(path)
@@ -77,18 +77,42 @@ def policies_section(evidence: Path, doc_dir: Path) -> list[str]:
             continue
         curves[domain] = curve
         last, best = curve[-1], max(curve, key=lambda r: r["return_deterministic"])
-        rows.append([f"`{domain}`", f"{last['step']:,}", _f(last["return_deterministic"]),
-                     _f(normalized_score(domain, last["return_deterministic"])), _f(last["return_stochastic"]),
+        choice_path = evidence / f"{domain}_expert_choice.json"
+        if choice_path.exists():   # written by pack-policies under collect.expert: best
+            choice = json.loads(choice_path.read_text())
+            experts[domain] = choice["step"]
+            episodes = choice["selection"]["episodes"]
+            shortlist = len(choice["selection"]["candidates"])
+            expert = [f"{choice['step']:,} (best of {shortlist}, {episodes} fresh episodes)",
+                      _f(choice["return_deterministic"]), _f(normalized_score(domain, choice["return_deterministic"])),
+                      _f(choice["return_stochastic"])]
+            candidates += [[f"`{domain}`", f"{c['step']:,}", _f(c["training_return_stochastic"]),
+                            _f(c["return_stochastic"]), _f(c["return_deterministic"]),
+                            "**expert**" if c["step"] == choice["step"] else ""]
+                           for c in choice["selection"]["candidates"]]
+        else:                      # collect.expert: final, D4RL's rule
+            experts[domain] = last["step"]
+            expert = [f"{last['step']:,} (final)", _f(last["return_deterministic"]),
+                      _f(normalized_score(domain, last["return_deterministic"])), _f(last["return_stochastic"])]
+        rows.append([f"`{domain}`", f"{last['step']:,}", _f(last["return_deterministic"]), *expert,
                      f"{_f(best['return_deterministic'])} at {best['step']:,}"])
     if not rows:
         return out + ["Not run yet (`scripts/evidence.py datasets`).", ""]
-    out += _table(["domain", "SAC steps", "final return (deterministic)", "normalized", "final (stochastic)",
-                   "best snapshot (deterministic)"], rows)
+    out += _table(["domain", "SAC steps", "final return (deterministic)", "expert snapshot",
+                   "expert return (deterministic)", "normalized", "expert return (stochastic)",
+                   "highest training-time evaluation (deterministic)"], rows)
+    if candidates:
+        out += ["", "The expert is the snapshot with the highest stochastic return on a fresh evaluation, "
+                "among the 5 with the highest training-time return (collect.expert: best, docs/DOMAINS.md). "
+                "The candidates:", ""]
+        out += _table(["domain", "snapshot", "training-time return (stochastic, 5 episodes)",
+                       "fresh return (stochastic)", "fresh return (deterministic)", ""], candidates)
     medium = {d["domain"]: d["behaviour_policy_steps"] for d in _jsonl(evidence / "datasets.jsonl")
               if d.get("quality") == "medium"}
-    figure = behaviour_curves(curves, medium, evidence / "figures" / "sac_curves.png")
-    return out + ["", "Every snapshot is in `docs/evidence/<domain>_sac_curve.jsonl` (returns over the run's "
-                  "`eval_episodes` episodes); the expert is the final snapshot, as in D4RL.", "",
+    figure = behaviour_curves(curves, medium, evidence / "figures" / "sac_curves.png", experts)
+    curve_files = f"{_relative(evidence, doc_dir)}/<domain>_sac_curve.jsonl"
+    return out + ["", f"Every snapshot is in `{curve_files}` (returns over the run's "
+                  "`eval_episodes` episodes during training).", "",
                   f"![SAC learning curves]({_relative(figure, doc_dir)})", ""]
 
 
@@ -116,9 +140,10 @@ def datasets_section(evidence: Path) -> list[str]:
     return out
 
 
-def budget_section(evidence: Path) -> list[str]:
+def budget_section(evidence: Path, bench_file: Optional[Path] = None) -> list[str]:
     out = ["## 3. Budget", ""]
-    bench = json.loads((evidence / "bench.json").read_text()) if (evidence / "bench.json").is_file() else None
+    bench_file = evidence / "bench.json" if bench_file is None else bench_file
+    bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
     # dvdf bench --json --threads 1 --members 5 --compile: members[threads][K][mode]
     rate = (bench or {}).get("members", {}).get("1", {}).get("5", {}).get("compiled_step", {}).get(
         "member_steps_per_s")
@@ -426,17 +451,51 @@ def _alignment_findings(evidence: Path, policy: str = "expert", steps: int = 100
     return lines
 
 
-def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_REPS) -> Path:
-    """Write ``out`` (docs/EVIDENCE.md) from ``evidence``; ``reps`` bootstrap resamples per CI."""
+def _files_in(evidence: Path, doc_dir: Path) -> str:
+    if evidence.resolve() == doc_dir.resolve():
+        return "the files in this directory"
+    return f"the files in `{_relative(evidence, doc_dir)}/` (beside this document)"
+
+
+def generations_section(generations: Sequence[Path], doc_dir: Path) -> list[str]:
+    """One entry per earlier data generation: what it was (the first paragraph of its README.md)
+    and a link to its own EVIDENCE.md. Results on different datasets are never pooled."""
+    if not generations:
+        return []
+    out = ["## Earlier data generations", "",
+           "Runs on datasets made by an earlier recipe are kept with the files they were computed from, each "
+           "in its own document. They are not pooled with the results above.", ""]
+    for directory in generations:
+        out += [f"- [{directory.name}]({_relative(directory / 'EVIDENCE.md', doc_dir)}): "
+                f"{_generation_summary(directory)}".rstrip()]
+    return out + [""]
+
+
+def _generation_summary(directory: Path) -> str:
+    """The first paragraph after the title of a generation's README.md (what sets it apart)."""
+    readme = directory / "README.md"
+    paragraphs = readme.read_text().split("\n\n") if readme.is_file() else []
+    return paragraphs[1].replace("\n", " ").strip() if len(paragraphs) > 1 else ""
+
+
+def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_REPS,
+                    bench_file: Optional[Path] = None, generations: Sequence[Path] = ()) -> Path:
+    """Write ``out`` (docs/EVIDENCE.md) from ``evidence``; ``reps`` bootstrap resamples per CI.
+
+    ``bench_file`` is the measured ``dvdf bench`` rate of the budget (default ``<evidence>/bench.json``);
+    ``generations`` are directories of earlier data generations, linked from a closing section.
+    """
     evidence, out = Path(evidence), Path(out)
     results_lines, results = results_section(evidence, out.parent, reps)
     lines = ["# Evidence: DVDF against IGDF at laptop scale", "",
-             "Generated by `python scripts/evidence.py render` from the files in `docs/evidence/`; every "
+             f"Generated by `python scripts/evidence.py render` from {_files_in(evidence, out.parent)}; every "
              "number below is computed from them. Protocol: `tune_configs/evidence_hopper.yaml` (source "
              "hopper-kinematic, target hopper with 5,000 transitions, lambda 0.7 and xi 0.5 fixed, 5 seeds, "
              "100k steps).", ""]
-    lines += policies_section(evidence, out.parent) + datasets_section(evidence) + budget_section(evidence)
+    if generations == () and evidence.resolve() == out.parent.resolve() and _generation_summary(evidence):
+        lines += [f"**An earlier data generation.** {_generation_summary(evidence)}", ""]
+    lines += policies_section(evidence, out.parent) + datasets_section(evidence) + budget_section(evidence, bench_file)
     lines += results_lines + alignment_section(evidence) + conclusion_section(results, evidence)
-    lines += commands_section(evidence)
+    lines += commands_section(evidence) + generations_section(generations, out.parent)
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out

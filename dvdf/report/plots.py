@@ -386,10 +386,10 @@ def tuning_budget(study, score: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def behaviour_curves(curves: dict[str, list[dict]], medium_steps: dict[str, int], path: Path) -> Path:
+def behaviour_curves(curves: dict[str, list[dict]], medium_steps: dict[str, int], path: Path,
+                     expert_steps: Optional[dict[str, int]] = None) -> Path:
     """SAC behaviour-policy learning curves, one panel per domain: episode return of the
-    deterministic and the stochastic policy at every snapshot, the medium snapshot marked (the
-    expert is the final one, as in D4RL)."""
+    deterministic and the stochastic policy at every snapshot, the medium and expert snapshots marked."""
     fig = Figure(figsize=(5 * max(len(curves), 1), 4), layout="constrained")
     axes = fig.subplots(1, max(len(curves), 1), squeeze=False)[0]
     for ax, (domain, rows) in zip(axes, curves.items()):
@@ -400,6 +400,9 @@ def behaviour_curves(curves: dict[str, list[dict]], medium_steps: dict[str, int]
         if domain in medium_steps:
             ax.axvline(medium_steps[domain], color="grey", linestyle="--", linewidth=1,
                        label=f"medium snapshot ({medium_steps[domain]:,} steps)")
+        if expert_steps and domain in expert_steps:
+            ax.axvline(expert_steps[domain], color="black", linestyle=":", linewidth=1,
+                       label=f"expert snapshot ({expert_steps[domain]:,} steps)")
         ax.set_xlabel("SAC updates")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(True, alpha=0.3)
