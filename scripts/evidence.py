@@ -204,8 +204,9 @@ def _file_summary(path: Path, domain: str) -> dict:
 
 def pack_policies(args) -> None:
     """Trim each domain's SAC run to what dataset generation reads, into docs/evidence/policies:
-    settings, result and curve, the expert choice and its candidates' actors, the random and medium
-    actors, and the replay rows up to the medium snapshot (for medium-replay). Checkpoints and the
+    settings, result and curve, the expert choice and its candidates' actors, the random, medium
+    and final actors, and the replay rows up to the medium snapshot (for medium-replay) - the medium
+    of both expert rules, so generation 1's datasets can be regenerated too. Checkpoints and the
     other snapshots are left out."""
     from dvdf.config import CollectConfig
     from dvdf.data.behaviour import SACConfig, load_result
@@ -221,6 +222,9 @@ def pack_policies(args) -> None:
             raise SystemExit(f"{run}: SAC run not completed; run the datasets step first")
         expert = expert_snapshot(result, collect)
         medium = pick_medium(result.snapshots, expert)
+        # Generation 1's medium (the final-actor rule) too, so its datasets stay reproducible.
+        final_medium = pick_medium(result.snapshots)
+        replay_upto = max(medium["step"], final_medium["step"])
         out = EVIDENCE / "policies" / run.name
         if out.exists():
             shutil.rmtree(out)   # a packed run of an earlier rule or training: replaced whole
@@ -232,11 +236,11 @@ def pack_policies(args) -> None:
         for name in names:
             shutil.copyfile(run / name, out / name)
         candidates = expert.get("selection", {}).get("candidates", [])
-        for snap in (result.random, medium, expert, result.snapshots[-1], *candidates):
+        for snap in (result.random, medium, final_medium, expert, result.snapshots[-1], *candidates):
             shutil.copyfile(run / snap["path"], out / snap["path"])
         for chunk in sorted((run / "replay").glob("rows_*.pt")):
             first = int(chunk.stem.split("_")[1])
-            if first < medium["step"]:
+            if first < replay_upto:
                 shutil.copyfile(chunk, out / "replay" / chunk.name)
         shutil.copyfile(run / "curve.jsonl", EVIDENCE / f"{domain}_sac_curve.jsonl")
         choice = EVIDENCE / f"{domain}_expert_choice.json"
