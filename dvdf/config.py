@@ -22,6 +22,8 @@ Method = Literal[METHOD_NAMES]   # the registry's names (dvdf.methods), written 
 # for studying value alignment (a filter that reads returns should keep the expert half).
 Quality = Literal["random", "medium", "medium-replay", "medium-expert", "expert", "random-expert"]
 QUALITIES: tuple[str, ...] = get_args(Quality)   # the quality list, written once (above)
+ExpertRule = Literal["best", "final"]            # which SAC snapshot is the expert (dvdf.data.expert)
+EXPERT_RULES: tuple[str, ...] = get_args(ExpertRule)
 D4RL_QUALITIES: tuple[str, ...] = QUALITIES[:5]   # what a data suite makes unless told otherwise
 METHODS: tuple[str, ...] = METHOD_NAMES   # the registry's order (dvdf.methods)
 
@@ -60,7 +62,7 @@ class CollectConfig:
     eval_episodes: int = 5         # episodes per snapshot evaluation during SAC training
     # The expert snapshot: best (the best of the top-5 snapshots on expert_eval_episodes fresh
     # episodes) or final (D4RL's literal rule); see dvdf.data.expert.
-    expert: Literal["best", "final"] = "best"
+    expert: ExpertRule = "best"
     expert_eval_episodes: int = 20
     num_envs: int = 8              # vectorised rollouts
     rollout_workers: int = 0       # processes stepping the rollouts' envs; 0 = one per core (<= num_envs)
@@ -77,7 +79,8 @@ class CollectConfig:
         _check(self.rollout_workers >= 0, "collect.rollout_workers must be >= 0 (0 = one per core)")
         _check(self.sac_steps > 0, "collect.sac_steps must be > 0")
         _check(0 < self.snapshot_every <= self.sac_steps, "collect.snapshot_every must be in (0, sac_steps]")
-        _check(self.expert in ("best", "final"), f"collect.expert must be best or final, got {self.expert!r}")
+        _check(self.expert in EXPERT_RULES,
+               f"collect.expert must be one of {', '.join(EXPERT_RULES)}, got {self.expert!r}")
         _positive("collect", self, "eval_episodes", "expert_eval_episodes", "num_envs")
         _check(self.seed >= 0, f"collect.seed must be >= 0, got {self.seed}")
 

@@ -231,8 +231,9 @@ def pack_policies(args) -> None:
         (out / "snapshots").mkdir(parents=True)
         (out / "replay").mkdir()
         names = ["settings.json", "result.json", "curve.jsonl"]
-        if collect.expert == "best":
-            names.append(selection_file(run, collect.expert_eval_episodes).name)
+        chosen = selection_file(run, collect.expert_eval_episodes) if collect.expert == "best" else None
+        if chosen is not None:
+            names.append(chosen.name)
         for name in names:
             shutil.copyfile(run / name, out / name)
         candidates = expert.get("selection", {}).get("candidates", [])
@@ -244,8 +245,8 @@ def pack_policies(args) -> None:
                 shutil.copyfile(chunk, out / "replay" / chunk.name)
         shutil.copyfile(run / "curve.jsonl", EVIDENCE / f"{domain}_sac_curve.jsonl")
         choice = EVIDENCE / f"{domain}_expert_choice.json"
-        if collect.expert == "best":
-            shutil.copyfile(selection_file(run, collect.expert_eval_episodes), choice)
+        if chosen is not None:
+            shutil.copyfile(chosen, choice)
         elif choice.exists():
             choice.unlink()   # the report reads its absence as the final-actor rule
         print(f"{out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
@@ -330,12 +331,14 @@ def render(args) -> None:
     """docs/EVIDENCE.md from docs/evidence/, and each earlier data generation's own EVIDENCE.md
     from its directory (docs/evidence/generation-*/), linked from the main one. Not timed: it
     only reads."""
-    from dvdf.report.evidence import render_evidence
+    from dvdf.report.evidence import generation_summary, render_evidence
 
     bench = EVIDENCE / "bench.json"   # the machine's measured rate, shared by the generations
     generations = sorted(EVIDENCE.glob("generation-*/"))
     for directory in generations:
-        print(f"written: {render_evidence(directory, directory / 'EVIDENCE.md', bench_file=bench)}")
+        path = render_evidence(directory, directory / "EVIDENCE.md", bench_file=bench,
+                               generation_note=generation_summary(directory))
+        print(f"written: {path}")
     out = ROOT / "docs" / "EVIDENCE.md" if args.evidence_dir is None else EVIDENCE.parent / "EVIDENCE.md"
     print(f"written: {render_evidence(EVIDENCE, out, generations=generations)}")
 

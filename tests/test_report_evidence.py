@@ -9,7 +9,7 @@ from test_report import write_run
 
 from dvdf.report.analysis import Options, analyse
 from dvdf.report.build import statistics
-from dvdf.report.evidence import render_evidence
+from dvdf.report.evidence import generation_summary, render_evidence
 from dvdf.report.load import load_experiment
 
 KEPT_HEADER = "quality,seed,method,policy,source_share,kept_share,keep_rate"
@@ -171,7 +171,8 @@ def test_an_earlier_data_generation_gets_its_own_document_and_a_link(tmp_path):
     (evidence / "bench.json").write_text(json.dumps(
         {"members": {"1": {"5": {"compiled_step": {"member_steps_per_s": 100.0}}}}, "cores": 2}))
     # The generation's own document: its note under the title, the shared bench for its budget.
-    text = render_evidence(old, old / "EVIDENCE.md", reps=50, bench_file=evidence / "bench.json").read_text()
+    text = render_evidence(old, old / "EVIDENCE.md", reps=50, bench_file=evidence / "bench.json",
+                           generation_note=generation_summary(old)).read_text()
     assert "from the files in this directory" in text
     assert "**An earlier data generation.** The expert was the final actor. See EVIDENCE.md." in text
     assert "| one cell (5 seeds x 100k steps) | 100 |" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from dvdf.config import QUALITIES
+from dvdf.config import EXPERT_RULES, QUALITIES
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                          help="SAC steps between the snapshots considered for 'medium' "
                               "(default 10k, at most sac-steps / 10)")
     collect.add_argument("--eval-episodes", type=int, default=None, help="episodes per snapshot evaluation")
-    collect.add_argument("--expert", choices=("best", "final"), default=None,
+    collect.add_argument("--expert", choices=EXPERT_RULES, default=None,
                          help="the expert snapshot: best (default; the best of the top 5 on a fresh evaluation) "
                               "or final (D4RL's rule, the last actor)")
     collect.add_argument("--expert-eval-episodes", type=int, default=None,

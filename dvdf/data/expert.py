@@ -33,11 +33,11 @@ import torch
 
 from dvdf.atomic import atomic_write_text
 from dvdf.cache import file_lock
+from dvdf.config import EXPERT_RULES
 from dvdf.data.behaviour import SACResult, load_actor
 from dvdf.data.rollout import deterministic_actor, stochastic_actor
 from dvdf.errors import DvdfError
 
-EXPERT_RULES = ("best", "final")
 EXPERT_CANDIDATES = 5
 # Training-time evaluations use start-state seed 10_000 + seed (dvdf.data.behaviour): another stream.
 SELECTION_SEED_OFFSET = 20_000

@@ -103,8 +103,8 @@ def policies_section(evidence: Path, doc_dir: Path) -> list[str]:
                    "highest training-time evaluation (deterministic)"], rows)
     if candidates:
         out += ["", "The expert is the snapshot with the highest stochastic return on a fresh evaluation, "
-                "among the 5 with the highest training-time return (collect.expert: best, docs/DOMAINS.md). "
-                "The candidates:", ""]
+                "among the candidates below: the snapshots with the highest training-time return "
+                "(collect.expert: best, docs/DOMAINS.md).", ""]
         out += _table(["domain", "snapshot", "training-time return (stochastic, 5 episodes)",
                        "fresh return (stochastic)", "fresh return (deterministic)", ""], candidates)
     medium = {d["domain"]: d["behaviour_policy_steps"] for d in _jsonl(evidence / "datasets.jsonl")
@@ -467,11 +467,11 @@ def generations_section(generations: Sequence[Path], doc_dir: Path) -> list[str]
            "in its own document. They are not pooled with the results above.", ""]
     for directory in generations:
         out += [f"- [{directory.name}]({_relative(directory / 'EVIDENCE.md', doc_dir)}): "
-                f"{_generation_summary(directory)}".rstrip()]
+                f"{generation_summary(directory)}".rstrip()]
     return out + [""]
 
 
-def _generation_summary(directory: Path) -> str:
+def generation_summary(directory: Path) -> str:
     """The first paragraph after the title of a generation's README.md (what sets it apart)."""
     readme = directory / "README.md"
     paragraphs = readme.read_text().split("\n\n") if readme.is_file() else []
@@ -479,11 +479,13 @@ def _generation_summary(directory: Path) -> str:
 
 
 def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_REPS,
-                    bench_file: Optional[Path] = None, generations: Sequence[Path] = ()) -> Path:
+                    bench_file: Optional[Path] = None, generations: Sequence[Path] = (),
+                    generation_note: str = "") -> Path:
     """Write ``out`` (docs/EVIDENCE.md) from ``evidence``; ``reps`` bootstrap resamples per CI.
 
     ``bench_file`` is the measured ``dvdf bench`` rate of the budget (default ``<evidence>/bench.json``);
-    ``generations`` are directories of earlier data generations, linked from a closing section.
+    ``generations`` are directories of earlier data generations, linked from a closing section;
+    ``generation_note`` (an earlier generation's own document) says under the title what sets it apart.
     """
     evidence, out = Path(evidence), Path(out)
     results_lines, results = results_section(evidence, out.parent, reps)
@@ -492,8 +494,8 @@ def render_evidence(evidence: str | Path, out: str | Path, reps: int = DEFAULT_R
              "number below is computed from them. Protocol: `tune_configs/evidence_hopper.yaml` (source "
              "hopper-kinematic, target hopper with 5,000 transitions, lambda 0.7 and xi 0.5 fixed, 5 seeds, "
              "100k steps).", ""]
-    if generations == () and evidence.resolve() == out.parent.resolve() and _generation_summary(evidence):
-        lines += [f"**An earlier data generation.** {_generation_summary(evidence)}", ""]
+    if generation_note:
+        lines += [f"**An earlier data generation.** {generation_note}", ""]
     lines += policies_section(evidence, out.parent) + datasets_section(evidence) + budget_section(evidence, bench_file)
     lines += results_lines + alignment_section(evidence) + conclusion_section(results, evidence)
     lines += commands_section(evidence) + generations_section(generations, out.parent)
