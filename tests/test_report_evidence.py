@@ -121,7 +121,7 @@ def test_alignment_rows_name_the_data_generation_they_were_measured_on(tmp_path)
                                          f"--seeds {seed}", "wall_s": 1.0, "finished_at": at,
          **({"cpu": cpu} if cpu else {})}) + "\n" for seed, at, cpu in timings))
     text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
-    assert ("Source data `hopper-kinematic-random-expert.hdf5` of these rows: seed(s) 100, 300: first generation "
+    assert ("Source data `hopper-kinematic-random-expert.hdf5` of these rows: seed(s) 100, 300: as first written "
             "(datasets.jsonl); seed(s) 200: regenerated 2026-12-03 07:00:00") in text
 
 

@@ -286,14 +286,15 @@ def alignment_section(evidence: Path) -> list[str]:
     return out
 
 
-def _data_generation(regenerated: list[dict], dataset: str, timing: dict) -> str:
-    """Which generation of ``dataset`` a timed step read: the latest regeneration (a
+def _data_version(regenerated: list[dict], dataset: str, timing: dict) -> str:
+    """Which version of ``dataset`` a timed step read: the latest regeneration (a
     datasets_regenerated.jsonl row) before it finished on the same CPU (a row without a CPU matches
-    any), else the first one (datasets.jsonl)."""
+    any), else the files as first written (datasets.jsonl). Not the data generation of
+    docs/evidence/generation-*: that is the directory the rows are in."""
     done = [d["regenerated_at"] for d in regenerated
             if d["path"] == dataset and d["regenerated_at"] <= timing["finished_at"]
             and timing.get("cpu", d["cpu"]) == d["cpu"]]
-    return f"regenerated {max(done)}" if done else "first generation (datasets.jsonl)"
+    return f"regenerated {max(done)}" if done else "as first written (datasets.jsonl)"
 
 
 def _step_argument(command: str, step: str, flag: Optional[str] = None) -> Optional[str]:
@@ -308,19 +309,19 @@ def _step_argument(command: str, step: str, flag: Optional[str] = None) -> Optio
 
 
 def _alignment_data(evidence: Path, quality: str, seeds: list[str]) -> list[str]:
-    """One line per data generation: which seeds' rows were measured on it (their latest timing)."""
+    """One line per version of the source file: which seeds' rows were measured on it (their latest timing)."""
     dataset = f"hopper-kinematic-{quality}.hdf5"
     latest: dict[str, dict] = {}
     for timing in _jsonl(evidence / "timings.jsonl"):
         if timing.get("step") == "alignment" and _step_argument(timing["command"], "alignment") == quality:
             latest[_step_argument(timing["command"], "alignment", "--seeds")] = timing
     regenerated = _jsonl(evidence / "datasets_regenerated.jsonl")
-    by_generation: dict[str, list[str]] = {}
+    by_version: dict[str, list[str]] = {}
     for seed in seeds:
-        label = _data_generation(regenerated, dataset, latest[seed]) if seed in latest else "not recorded"
-        by_generation.setdefault(label, []).append(seed)
+        label = _data_version(regenerated, dataset, latest[seed]) if seed in latest else "not recorded"
+        by_version.setdefault(label, []).append(seed)
     return [f"Source data `{dataset}` of these rows: "
-            + "; ".join(f"seed(s) {', '.join(s)}: {label}" for label, s in by_generation.items()), ""]
+            + "; ".join(f"seed(s) {', '.join(s)}: {label}" for label, s in by_version.items()), ""]
 
 
 def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = "expert") -> list[str]:
