@@ -8,6 +8,10 @@ policy that produced them (the ``provenance`` column of dvdf's generated data):
 * :func:`kept_shares` - per method, which behaviour policies the per-batch top-xi selection keeps:
   the same rule as the training step (:mod:`dvdf.filtering.select`), applied to many uniformly
   drawn source batches of the trainer's size, from the method's own cached stage outputs;
+* :func:`kept_shares` also reports, per policy, the mean discounted Monte Carlo return-to-go of
+  the drawn and of the kept rows: a value that no learned model estimates, so whether a method
+  keeps the better transitions *within* one behaviour policy's data shows without trusting the
+  value model it tests;
 * :func:`advantage_auc` - how well the stage-1 advantage A(s, a) ranks one policy's transitions
   above another's (ROC AUC: the probability that a random row of the better policy gets the
   higher advantage; 0.5 = no information), for SQL and IQL value models of several lengths.
@@ -41,6 +45,8 @@ class KeptShare:
     source_share: float    # share of the policy's rows in the drawn source batches
     kept_share: float      # share of the policy's rows among the kept ones
     keep_rate: float       # kept / drawn for the policy's rows (the method's xi on average)
+    source_return_to_go: float  # mean discounted return-to-go of the policy's drawn rows
+    kept_return_to_go: float    # ... of its kept rows (nan if none kept)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,31 @@ def _labels(data: ExperimentData) -> tuple[np.ndarray, list[str]]:
     return np.asarray(data.source["provenance"], dtype=np.int64), list(data.provenance_names)
 
 
+def episode_ends(source: dict[str, np.ndarray]) -> np.ndarray:
+    """Bool (N,) over the Q-learning view's rows (file order): row i ends its episode where it is
+    terminal, where its successor is not the next row's state (a timeout, a joined file), or last."""
+    ends = np.asarray(source["dones"]) > 0.5
+    ends[:-1] |= np.any(source["next_observations"][:-1] != source["observations"][1:], axis=1)
+    ends[-1] = True
+    return ends
+
+
+def discounted_return_to_go(source: dict[str, np.ndarray], discount: float) -> np.ndarray:
+    """G_t = r_t + gamma G_{t+1} within each episode, G = r at its last row (float64, (N,)).
+
+    An episode cut by a time limit is not continued, so rows near a cut read low; that bias is
+    the same for every method's kept rows, which is what the measurement compares.
+    """
+    rewards = np.asarray(source["rewards"], dtype=np.float64).tolist()
+    ends = episode_ends(source).tolist()
+    out = [0.0] * len(rewards)
+    running = 0.0
+    for i in range(len(rewards) - 1, -1, -1):   # one backward pass; plain floats are fastest here
+        running = rewards[i] + (0.0 if ends[i] else discount * running)
+        out[i] = running
+    return np.asarray(out)
+
+
 def selection_score(config: ExperimentConfig, dyn_score: torch.Tensor,
                     advantage: Optional[torch.Tensor]) -> torch.Tensor:
     """The score a method ranks source rows by within a batch (as in the training step):
@@ -78,7 +109,7 @@ def kept_shares(configs: Sequence[ExperimentConfig], batches: int = 2000, seed: 
 
     Every config must read the same source data (one evidence cell); each builds or loads its
     own stages. Every method sees the same batches (one generator seed), so differences between
-    methods come from their scores alone.
+    methods come from their scores alone. The return-to-go uses the first config's IQL discount.
     """
     if not configs:
         return []
@@ -88,7 +119,9 @@ def kept_shares(configs: Sequence[ExperimentConfig], batches: int = 2000, seed: 
     batch_size = configs[0].iql.batch_size
     generator = torch.Generator().manual_seed(seed)
     rows = torch.randint(len(labels), (batches, batch_size), generator=generator)
-    drawn = np.bincount(labels[rows.numpy().ravel()], minlength=len(names))
+    drawn_rows = rows.numpy().ravel()
+    drawn = np.bincount(labels[drawn_rows], minlength=len(names))
+    return_to_go = discounted_return_to_go(data.source, configs[0].iql.discount)
     out = []
     for config in configs:
         if config.data != configs[0].data:
@@ -102,14 +135,20 @@ def kept_shares(configs: Sequence[ExperimentConfig], batches: int = 2000, seed: 
                                 None if stages.advantage is None else stages.advantage[batch_rows])
         kept_rows = torch.take_along_dim(batch_rows, top_k_indices(score, keep_count(batch_size,
                                                                                      config.filter.keep_ratio)), -1)
-        kept = np.bincount(labels[kept_rows.cpu().numpy().ravel()], minlength=len(names))
+        kept_rows = kept_rows.cpu().numpy().ravel()
+        kept = np.bincount(labels[kept_rows], minlength=len(names))
         for label, name in enumerate(names):
             if drawn[label] == 0:
                 continue
+            kept_of_policy = kept_rows[labels[kept_rows] == label]
+            drawn_of_policy = drawn_rows[labels[drawn_rows] == label]
             out.append(KeptShare(method=config.filter.method, policy=name,
                                  source_share=float(drawn[label] / drawn.sum()),
                                  kept_share=float(kept[label] / kept.sum()),
-                                 keep_rate=float(kept[label] / drawn[label])))
+                                 keep_rate=float(kept[label] / drawn[label]),
+                                 source_return_to_go=float(return_to_go[drawn_of_policy].mean()),
+                                 kept_return_to_go=float(return_to_go[kept_of_policy].mean())
+                                 if kept_of_policy.size else float("nan")))
     return out
 
 

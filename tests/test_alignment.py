@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_experiment_overrides
 
-from dvdf.alignment import advantage_auc, kept_shares, roc_auc
+from dvdf.alignment import advantage_auc, discounted_return_to_go, kept_shares, roc_auc
 from dvdf.config import load_experiment_config
 from dvdf.errors import DvdfError
 from dvdf.filtering.select import keep_count
@@ -31,6 +31,20 @@ def test_roc_auc_is_the_pairwise_win_rate():
     assert roc_auc(np.arange(6.0), np.arange(6) < 3) == 0.0
     with pytest.raises(DvdfError, match="both classes"):
         roc_auc(np.ones(3), np.ones(3, dtype=bool))
+
+
+def test_return_to_go_restarts_at_every_episode_end():
+    # Three episodes in file order: a terminal at row 1, a cut (successor is not the next row's
+    # state) at row 3, and the last row.
+    obs = np.arange(7, dtype=np.float32)[:, None]
+    next_obs = obs + 1
+    next_obs[3] = -1.0                                   # a timeout: the episode does not continue
+    source = {"observations": obs, "next_observations": next_obs,
+              "rewards": np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.float32),
+              "dones": np.array([0, 1, 0, 0, 0, 0, 0], dtype=np.float32)}
+    g = 0.5
+    expected = [1 + g * 2, 2, 3 + g * 4, 4, 5 + g * 6 + g * g * 7, 6 + g * 7, 7]
+    assert discounted_return_to_go(source, g) == pytest.approx(expected)
 
 
 def test_kept_shares_follow_each_methods_score(tiny_data_dir, tmp_path):
@@ -57,6 +71,19 @@ def test_kept_shares_follow_each_methods_score(tiny_data_dir, tmp_path):
     better = data.provenance_names[int(advantage[labels == 1].mean() > advantage[labels == 0].mean())]
     value_only = {s.policy: s for s in shares[4:6]}
     assert value_only[better].kept_share > value_only[better].source_share + 0.05
+    # The return-to-go of the drawn rows is the method-independent batch mean; of the kept rows,
+    # the mean over exactly the rows that method kept.
+    return_to_go = discounted_return_to_go(data.source, configs[0].iql.discount)
+    for label, name in enumerate(data.provenance_names):
+        drawn = {s.source_return_to_go for s in shares if s.policy == name}
+        assert len(drawn) == 1
+        assert min(return_to_go[labels == label]) <= drawn.pop() <= max(return_to_go[labels == label])
+    assert all(np.isfinite(s.kept_return_to_go) for s in shares)
+    # Keeping every row (xi = 1), the kept rows are the drawn ones.
+    keep_all = kept_shares([_config(tiny_data_dir, cache, "igdf", "filter.keep_ratio=1.0")], batches=200, seed=3)
+    for share in keep_all:
+        assert share.kept_return_to_go == pytest.approx(share.source_return_to_go)
+        assert share.kept_share == pytest.approx(share.source_share)
 
 
 def test_kept_shares_rejects_a_method_without_selection(tiny_data_dir, tmp_path):

@@ -82,7 +82,7 @@ def test_alignment_writes_each_seed_when_it_finishes_and_measures_only_the_chose
     def kept_shares(configs, batches, seed, progress):
         if seed == 200:
             raise RuntimeError("stopped")
-        return [KeptShare(c.filter.method, "expert", 0.5, 0.25, 0.25) for c in configs]
+        return [KeptShare(c.filter.method, "expert", 0.5, 0.25, 0.25, 1.0, 2.0) for c in configs]
 
     trained = []
 

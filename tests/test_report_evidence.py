@@ -89,6 +89,33 @@ def test_alignment_over_seeds_is_mean_and_std(tmp_path):
     assert "- dvdf-igdf: +4.0 +- 2.8 points (2 of 2 seeds above igdf; range +2.0 to +6.0)" in text
 
 
+def test_return_to_go_of_the_kept_rows_is_tabled_and_paired_by_seed(tmp_path):
+    evidence = tmp_path / "evidence"
+    folder = evidence / "alignment"
+    folder.mkdir(parents=True)
+    header = KEPT_HEADER + ",source_return_to_go,kept_return_to_go"
+    (folder / "kept_medium-expert.csv").write_text("\n".join([
+        header,
+        "medium-expert,100,igdf,expert,0.5,0.6,0.6,100.0,110.0",
+        "medium-expert,200,igdf,expert,0.5,0.6,0.6,100.0,120.0",
+        "medium-expert,100,dvdf-igdf,expert,0.5,0.6,0.6,100.0,115.0",
+        "medium-expert,200,dvdf-igdf,expert,0.5,0.6,0.6,100.0,135.0"]) + "\n")
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    assert "| return-to-go, batch | return-to-go, kept |" in text
+    assert "| igdf | expert | 0.500 +- 0.000 | 0.600 +- 0.000 | 0.600 +- 0.000 | 100.0 +- 0.0 | 115.0 +- 7.1 |" in text
+    # Paired by seed: +5 and +15 over igdf.
+    assert "- dvdf-igdf, expert rows: +10.0 +- 7.1 (2 of 2 seeds above igdf; range +5.0 to +15.0)" in text
+    # Section 6: all kept rows, weighted by kept share (0.6 x 110 and 0.6 x 120 for igdf), seed mean.
+    assert "the kept rows' mean return-to-go is igdf 69.0, dvdf-igdf 75.0 (the batches' 50.0)" in text
+
+
+def test_kept_rows_measured_before_the_return_to_go_have_no_such_column(tmp_path):
+    evidence = tmp_path / "evidence"
+    write_alignment(evidence, "medium-expert", kept=["medium-expert,100,igdf,expert,0.5,0.60,0.6"])
+    text = render_evidence(evidence, tmp_path / "EVIDENCE.md").read_text()
+    assert "| igdf | expert | 0.500 | 0.600 | 0.600 |" in text and "return-to-go" not in text
+
+
 def test_datasets_regenerated_with_other_rollouts_are_listed_with_their_cpu(tmp_path):
     evidence = tmp_path / "evidence"
     evidence.mkdir()

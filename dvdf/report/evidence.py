@@ -5,7 +5,7 @@ Inputs (each written by a step of ``scripts/evidence.py``; a missing one is repo
 ``<domain>_sac_curve.jsonl``   behaviour-policy learning curves (the SAC run's curve.jsonl)
 ``datasets.jsonl``             one line per generated dataset (dvdf collect's summary)
 ``datasets_regenerated.jsonl`` a dataset regenerated on another CPU whose rollouts differ
-``alignment/kept_<q>.csv``     kept composition per method (:func:`dvdf.alignment.kept_shares`)
+``alignment/kept_<q>.csv``     kept composition and return-to-go per method (:func:`dvdf.alignment.kept_shares`)
 ``alignment/auc_<q>.csv``      advantage ROC AUC per value model and length
 ``bench.json``                 ``dvdf bench`` of the trial's step (budget)
 ``runs/<task>/<method>/seed_<N>/``  per-seed results (:mod:`dvdf.report.archive`)
@@ -265,12 +265,21 @@ def alignment_section(evidence: Path) -> list[str]:
                 "each behaviour policy among the kept rows of uniformly drawn source batches (top xi = 50% per "
                 "batch of 128, the training step's rule), against its share in the batches:", ""]
         groups = _by(rows, ("method", "policy"))
-        out += _table(["method", "policy", "share in batches", "share of kept", "keep rate"],
-                      [[method, policy, _spread(g, "source_share"), _spread(g, "kept_share"), _spread(g, "keep_rate")]
+        # Rows measured before the return-to-go was recorded have the column empty.
+        with_return = all(r.get("kept_return_to_go") not in (None, "") for r in rows)
+        extra = ["return-to-go, batch", "return-to-go, kept"] if with_return else []
+        out += _table(["method", "policy", "share in batches", "share of kept", "keep rate", *extra],
+                      [[method, policy, _spread(g, "source_share"), _spread(g, "kept_share"), _spread(g, "keep_rate"),
+                        *([_spread(g, "source_return_to_go", 1), _spread(g, "kept_return_to_go", 1)]
+                          if with_return else [])]
                        for (method, policy), g in groups.items()])
-        out += ["", "(mean +- std over the seeds where more than one was measured)", ""]
+        note = ("; return-to-go: the Monte Carlo return from a row to its episode's end, discounted by the "
+                "runs' iql.discount, in the source domain - a value no learned model estimates") if with_return else ""
+        out += ["", f"(mean +- std over the seeds where more than one was measured{note})", ""]
         out += _alignment_data(evidence, quality, seeds)
         out += _paired_expert_gain(rows)
+        if with_return:
+            out += _paired_return_gain(rows)
     for path in auc_files:
         rows = _csv(path)
         quality = path.stem[len("auc_"):]
@@ -343,6 +352,27 @@ def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = 
     return [f"{policy.capitalize()} share of the kept rows minus {baseline}'s, paired by seed:", "", *lines, ""]
 
 
+def _paired_return_gain(rows: list[dict], baseline: str = "igdf") -> list[str]:
+    """Per behaviour policy, each method's mean return-to-go of its kept rows minus the baseline's,
+    paired by seed: whether the method keeps the better transitions *within* one policy's data,
+    which the shares by policy cannot show."""
+    value = {(r["method"], r["policy"], r["seed"]): float(r["kept_return_to_go"]) for r in rows}
+    lines = []
+    for method, policy in dict.fromkeys((m, p) for m, p, _ in value):
+        if method == baseline:
+            continue
+        gains = np.array([value[(method, policy, s)] - value[(baseline, policy, s)]
+                          for m, p, s in value if (m, p) == (method, policy) and (baseline, policy, s) in value])
+        if gains.size:
+            spread = f" +- {gains.std(ddof=1):.1f}" if gains.size > 1 else ""
+            lines.append(f"- {method}, {policy} rows: {gains.mean():+.1f}{spread} ({int((gains > 0).sum())} of "
+                         f"{gains.size} seeds above {baseline}; range {gains.min():+.1f} to {gains.max():+.1f})")
+    if not lines:
+        return []
+    return [f"Return-to-go of the kept rows minus {baseline}'s, per behaviour policy, paired by seed:", "",
+            *lines, ""]
+
+
 def _by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
     """Rows grouped by ``keys``, groups in first-appearance order."""
     groups: dict[tuple, list[dict]] = {}
@@ -351,9 +381,11 @@ def _by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
     return groups
 
 
-def _spread(rows: list[dict], key: str) -> str:
+def _spread(rows: list[dict], key: str, digits: int = 3) -> str:
     values = np.array([float(r[key]) for r in rows])
-    return f"{values[0]:.3f}" if values.size == 1 else f"{values.mean():.3f} +- {values.std(ddof=1):.3f}"
+    if values.size == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} +- {values.std(ddof=1):.{digits}f}"
 
 
 def commands_section(evidence: Path) -> list[str]:
@@ -420,6 +452,23 @@ def _dynamics_only_verdict(rows: list[dict], policy: str) -> str:
             f"than they occur ({gap.mean() * 100:+.1f} +- {gap.std(ddof=1) * 100:.1f} points over seeds)")
 
 
+def _kept_return_clause(rows: list[dict]) -> str:
+    """The mean return-to-go of all kept rows per method (policies weighted by their kept share,
+    averaged over seeds) against that of the drawn batches; "" for rows measured without it."""
+    if not rows or any(r.get("kept_return_to_go") in (None, "") for r in rows):
+        return ""
+
+    def mean_over_seeds(group: list[dict], share: str, value: str) -> float:
+        by_seed = _by(group, ("seed",)).values()
+        return float(np.mean([sum(float(r[share]) * float(r[value]) for r in g) for g in by_seed]))
+
+    methods = _by(rows, ("method",))
+    batch = mean_over_seeds(next(iter(methods.values())), "source_share", "source_return_to_go")
+    kept = ", ".join(f"{method} {mean_over_seeds(g, 'kept_share', 'kept_return_to_go'):.1f}"
+                     for (method,), g in methods.items())
+    return f"; the kept rows' mean return-to-go is {kept} (the batches' {batch:.1f})"
+
+
 def _alignment_findings(evidence: Path, policy: str = "expert", steps: int = 100_000) -> list[str]:
     """One line per measured source quality: the ``policy`` share of the batches and of each method's
     kept rows (means over seeds), and the advantage AUC of each value model at the sweep's length."""
@@ -440,6 +489,7 @@ def _alignment_findings(evidence: Path, policy: str = "expert", steps: int = 100
         line = (f"- `{quality}` ({seeds} seed(s)): {policy} rows are {batch:.1%} of the source batches and "
                 f"{shares} of the kept rows")
         line += _dynamics_only_verdict([r for r in rows if r["method"] == "igdf"], policy)
+        line += _kept_return_clause(_csv(path))
         auc = [r for r in _csv(evidence / "alignment" / f"auc_{quality}.csv") if int(r["steps"]) == steps]
         models = []
         for (model,), group in _by(auc, ("model",)).items():
