@@ -333,6 +333,14 @@ def _alignment_data(evidence: Path, quality: str, seeds: list[str]) -> list[str]
             + "; ".join(f"seed(s) {', '.join(s)}: {label}" for label, s in by_version.items()), ""]
 
 
+def _paired_summary(gains: np.ndarray, baseline: str, unit: str = "") -> str:
+    """Seed-paired differences against ``baseline``: mean (+- std over seeds), how many are above,
+    and their range."""
+    spread = f" +- {gains.std(ddof=1):.1f}" if gains.size > 1 else ""
+    return (f"{gains.mean():+.1f}{spread}{unit} ({int((gains > 0).sum())} of {gains.size} seeds above {baseline}; "
+            f"range {gains.min():+.1f} to {gains.max():+.1f})")
+
+
 def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = "expert") -> list[str]:
     """Each method's share of ``policy`` among kept rows minus the baseline's, paired by seed: the
     seeds share the contrastive scorer, so the pairing removes the scorer's seed-to-seed spread."""
@@ -344,9 +352,7 @@ def _paired_expert_gain(rows: list[dict], baseline: str = "igdf", policy: str = 
             continue
         gains = np.array([share[(method, s)] - share[(baseline, s)] for s in seeds if (method, s) in share]) * 100
         if gains.size:
-            spread = f" +- {gains.std(ddof=1):.1f}" if gains.size > 1 else ""
-            lines.append(f"- {method}: {gains.mean():+.1f}{spread} points ({int((gains > 0).sum())} of {gains.size} "
-                         f"seeds above {baseline}; range {gains.min():+.1f} to {gains.max():+.1f})")
+            lines.append(f"- {method}: {_paired_summary(gains, baseline, ' points')}")
     if not lines:
         return []
     return [f"{policy.capitalize()} share of the kept rows minus {baseline}'s, paired by seed:", "", *lines, ""]
@@ -364,9 +370,7 @@ def _paired_return_gain(rows: list[dict], baseline: str = "igdf") -> list[str]:
         gains = np.array([value[(method, policy, s)] - value[(baseline, policy, s)]
                           for m, p, s in value if (m, p) == (method, policy) and (baseline, policy, s) in value])
         if gains.size:
-            spread = f" +- {gains.std(ddof=1):.1f}" if gains.size > 1 else ""
-            lines.append(f"- {method}, {policy} rows: {gains.mean():+.1f}{spread} ({int((gains > 0).sum())} of "
-                         f"{gains.size} seeds above {baseline}; range {gains.min():+.1f} to {gains.max():+.1f})")
+            lines.append(f"- {method}, {policy} rows: {_paired_summary(gains, baseline)}")
     if not lines:
         return []
     return [f"Return-to-go of the kept rows minus {baseline}'s, per behaviour policy, paired by seed:", "",
